@@ -1,0 +1,131 @@
+//! Fused kernels with hand-written backward: softmax, LayerNorm, RMSNorm, softmax-cross-entropy
+//! and scaled-dot-product attention. Each `X` has its `X_bwd` right below it; the maths and the
+//! saved state are documented on the matching op in `crate::ops`.
+
+use super::{not_impl, Arg, BoxStorage};
+use crate::Result;
+
+/// Options of the fused attention kernel.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttentionArgs {
+    /// Multiplies `Q·Kᵀ` (usually `1/√D`).
+    pub scale: f64,
+    /// Adds the causal mask (query `i` sees keys `j ≤ i + (S − T)`).
+    pub causal: bool,
+    /// Attention-probability dropout; 0 disables it.
+    pub dropout_p: f64,
+    /// Seed of the counter-based dropout RNG (the backward regenerates the same mask).
+    pub seed: u64,
+}
+
+/// Fused kernels. Inputs are contiguous (the tensor layer ensures it), reductions run over the last
+/// dim, and all outputs are contiguous.
+pub trait FusedOps {
+    /// Softmax (or log-softmax when `log`) over the last dim.
+    fn softmax(&self, x: Arg, log: bool) -> Result<BoxStorage> {
+        let _ = (x, log);
+        not_impl("softmax", "?")
+    }
+    /// Backward of [`FusedOps::softmax`] from its output `y`:
+    /// `dx = y ⊙ (dy − Σ dy⊙y)`, or for log-softmax `dx = dy − eʸ Σ dy`.
+    fn softmax_bwd(&self, y: Arg, dy: Arg, log: bool) -> Result<BoxStorage> {
+        let _ = (y, dy, log);
+        not_impl("softmax_bwd", "?")
+    }
+    /// LayerNorm over the last dim: returns `(y, mean, rstd)`, the last two per row.
+    fn layer_norm(
+        &self,
+        x: Arg,
+        w: Option<Arg>,
+        b: Option<Arg>,
+        eps: f64,
+    ) -> Result<(BoxStorage, BoxStorage, BoxStorage)> {
+        let _ = (x, w, b, eps);
+        not_impl("layer_norm", "?")
+    }
+    /// Backward of LayerNorm: `(dx, dw, db)` (`dw`/`db` only when `w` is given).
+    #[allow(clippy::type_complexity)]
+    fn layer_norm_bwd(
+        &self,
+        x: Arg,
+        w: Option<Arg>,
+        mean: Arg,
+        rstd: Arg,
+        dy: Arg,
+    ) -> Result<(BoxStorage, Option<BoxStorage>, Option<BoxStorage>)> {
+        let _ = (x, w, mean, rstd, dy);
+        not_impl("layer_norm_bwd", "?")
+    }
+    /// RMSNorm over the last dim: returns `(y, rstd)`.
+    fn rms_norm(&self, x: Arg, w: Option<Arg>, eps: f64) -> Result<(BoxStorage, BoxStorage)> {
+        let _ = (x, w, eps);
+        not_impl("rms_norm", "?")
+    }
+    /// Backward of RMSNorm: `(dx, dw)`.
+    fn rms_norm_bwd(
+        &self,
+        x: Arg,
+        w: Option<Arg>,
+        rstd: Arg,
+        dy: Arg,
+    ) -> Result<(BoxStorage, Option<BoxStorage>)> {
+        let _ = (x, w, rstd, dy);
+        not_impl("rms_norm_bwd", "?")
+    }
+    /// Softmax cross-entropy per row of `logits` (N, V) against integer `targets` (N): returns
+    /// `(loss (N), logsumexp (N))`; rows whose target is `ignore_index` get loss 0.
+    fn cross_entropy(
+        &self,
+        logits: Arg,
+        targets: Arg,
+        ignore_index: i64,
+        label_smoothing: f64,
+    ) -> Result<(BoxStorage, BoxStorage)> {
+        let _ = (logits, targets, ignore_index, label_smoothing);
+        not_impl("cross_entropy", "?")
+    }
+    /// Backward of cross-entropy given `dloss` (N): `dlogits = dloss·(softmax − target_dist)`.
+    fn cross_entropy_bwd(
+        &self,
+        logits: Arg,
+        targets: Arg,
+        lse: Arg,
+        dloss: Arg,
+        ignore_index: i64,
+        label_smoothing: f64,
+    ) -> Result<BoxStorage> {
+        let _ = (logits, targets, lse, dloss, ignore_index, label_smoothing);
+        not_impl("cross_entropy_bwd", "?")
+    }
+    /// Scaled-dot-product attention, `q` (B,H,T,D), `k`/`v` (B,Hkv,S,D) with `H % Hkv == 0`,
+    /// optional additive `mask` already broadcast to (B,H,T,S). Returns `(out (B,H,T,D),
+    /// lse (B,H,T))`, the log-sum-exp of each score row, saved for the backward.
+    fn attention(
+        &self,
+        args: &AttentionArgs,
+        q: Arg,
+        k: Arg,
+        v: Arg,
+        mask: Option<Arg>,
+    ) -> Result<(BoxStorage, BoxStorage)> {
+        let _ = (args, q, k, v, mask);
+        not_impl("attention", "?")
+    }
+    /// Backward of attention: `(dq, dk, dv)`, recomputing the probabilities tile by tile from
+    /// `lse` (never the T×S matrix).
+    #[allow(clippy::too_many_arguments)]
+    fn attention_bwd(
+        &self,
+        args: &AttentionArgs,
+        q: Arg,
+        k: Arg,
+        v: Arg,
+        mask: Option<Arg>,
+        out: Arg,
+        lse: Arg,
+        dout: Arg,
+    ) -> Result<(BoxStorage, BoxStorage, BoxStorage)> {
+        let _ = (args, q, k, v, mask, out, lse, dout);
+        not_impl("attention_bwd", "?")
+    }
+}

@@ -1,0 +1,25 @@
+//! # kiln-core
+//!
+//! Tensors ([`Tensor`]), element types ([`DType`]), layouts ([`Layout`]), the object-safe
+//! [`backend::Backend`] trait every device implements, and reverse-mode autodiff over coarse fused
+//! ops ([`autograd`]). No kernels live here: `kiln-cpu` (and `kiln-cuda`) provide them.
+//!
+//! Shape letters used in docs: B batch, T time (queries), S keys, C channels, H heads,
+//! Hkv kv heads, D head dim, V vocab, L layers, N rows.
+
+pub mod autograd;
+pub mod backend;
+mod dtype;
+mod error;
+pub mod gradcheck;
+pub mod ops;
+pub mod shape;
+mod tensor;
+
+pub use autograd::{no_grad, set_anomaly_mode, NoGradGuard};
+pub use backend::Device;
+pub use dtype::{DType, HostData, WithDType};
+pub use error::{Error, Result};
+pub use half::{bf16, f16};
+pub use shape::Layout;
+pub use tensor::Tensor;

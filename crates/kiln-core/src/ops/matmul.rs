@@ -1,0 +1,78 @@
+//! Batched matrix multiplication with broadcasting batch dims.
+//!
+//! `C = A·B`, A (…, M, K), B (…, K, N) → C (…, M, N). Backward: `dA = g·Bᵀ`, `dB = Aᵀ·g`, each
+//! summed over broadcast batch dims. Transposed operands are strided views: the backend kernel
+//! (`gemm` on CPU) reads them in place.
+
+use crate::shape::broadcast_shapes;
+use crate::tensor::{check_compute, check_same_device, check_same_dtype};
+use crate::{Error, Result, Tensor};
+
+impl Tensor {
+    /// Matrix product over the last two dims, broadcasting the leading ones.
+    pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
+        check_same_device("matmul", self, rhs)?;
+        check_same_dtype("matmul", self, rhs)?;
+        check_compute("matmul", self)?;
+        let (ra, rb) = (self.rank(), rhs.rank());
+        if ra < 2 || rb < 2 || self.dims()[ra - 1] != rhs.dims()[rb - 2] {
+            return Err(Error::ShapeMismatch {
+                op: "matmul",
+                lhs: self.dims().to_vec(),
+                rhs: rhs.dims().to_vec(),
+            });
+        }
+        // (…, M, K)·(K, N): fold the batch into M for one large GEMM when that needs no copy.
+        if rb == 2 && ra > 2 && self.is_contiguous() {
+            let k = self.dims()[ra - 1];
+            let m: usize = self.numel() / k.max(1);
+            let mut out_shape = self.dims().to_vec();
+            out_shape[ra - 1] = rhs.dims()[1];
+            return self.reshape(&[m, k])?.matmul(rhs)?.reshape(&out_shape);
+        }
+        let (m, n) = (self.dims()[ra - 2], rhs.dims()[rb - 1]);
+        let batch = broadcast_shapes("matmul", &self.dims()[..ra - 2], &rhs.dims()[..rb - 2])?;
+        let mut sa = batch.clone();
+        sa.extend_from_slice(&self.dims()[ra - 2..]);
+        let mut sb = batch.clone();
+        sb.extend_from_slice(&rhs.dims()[rb - 2..]);
+        let mut out_shape = batch;
+        out_shape.extend_from_slice(&[m, n]);
+        let la = self.layout().broadcast_as(&sa)?;
+        let lb = rhs.layout().broadcast_as(&sb)?;
+        let s = self
+            .device()
+            .backend()
+            .matmul(&**self.storage(), &la, &**rhs.storage(), &lb)?;
+        let (a, b) = (self.clone(), rhs.clone());
+        Tensor::from_op(
+            s,
+            &out_shape,
+            self.device(),
+            "matmul",
+            &[self, rhs],
+            move |g| {
+                let ga = if a.requires_grad() {
+                    Some(g.matmul(&b.t()?)?.sum_to(a.dims())?)
+                } else {
+                    None
+                };
+                let gb = if b.requires_grad() {
+                    Some(a.t()?.matmul(g)?.sum_to(b.dims())?)
+                } else {
+                    None
+                };
+                Ok(vec![ga, gb])
+            },
+        )
+    }
+
+    /// `y = x·Wᵀ + b` with `W` (out, in) as stored by PyTorch/HF, `x` (…, in).
+    pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        let y = self.matmul(&weight.t()?)?;
+        match bias {
+            Some(b) => y.add(b),
+            None => Ok(y),
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! Tensor ops. Each file holds a family of ops with the forward kernel call and, right beside it,
+//! the backward closure recorded on the tape.
+//!
+//! [`OPS`] lists every differentiable op by the name it records on the tape; the gradcheck suite
+//! (`tests/gradcheck.rs`) fails if any of them is never exercised by a finite-difference check.
+
+mod elementwise;
+mod matmul;
+mod reduce;
+mod softmax;
+mod view;
+
+/// Every differentiable op, by tape name.
+pub const OPS: &[&str] = &[
+    // elementwise
+    "neg",
+    "exp",
+    "log",
+    "sqrt",
+    "tanh",
+    "abs",
+    "sqr",
+    "recip",
+    "relu",
+    "gelu",
+    "gelu_tanh",
+    "silu",
+    "sigmoid",
+    "powf",
+    "affine",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "maximum",
+    "minimum",
+    "where_cond",
+    "to_dtype",
+    // reductions
+    "sum",
+    "max",
+    "min",
+    // matmul
+    "matmul",
+    // fused
+    "softmax",
+    "log_softmax",
+    // views and movement
+    "contiguous",
+    "reshape",
+    "permute",
+    "narrow",
+    "broadcast_as",
+    "unsqueeze",
+    "squeeze",
+    "cat",
+];

@@ -1,0 +1,15 @@
+//! CPU kernels, one file per concern; fused ops keep forward and backward side by side.
+
+mod elementwise;
+pub(crate) mod float;
+mod fused;
+mod index;
+mod matmul;
+mod memory;
+mod random;
+mod reduce;
+mod softmax;
+pub(crate) mod strided;
+
+/// Below this many elements a loop stays on one thread (rayon overhead ≈ a few µs).
+pub(crate) const PAR_MIN: usize = 1 << 15;

@@ -1,0 +1,131 @@
+//! Reductions over any set of dims. The layout is permuted so the reduced dims come last; each
+//! output element then reduces one contiguous run of the permuted order. Sums accumulate in `f64`.
+
+use super::PAR_MIN;
+use crate::storage::{dispatch_float, CpuStorage, Elem};
+use crate::CpuBackend;
+use kiln_core::backend::{BoxStorage, ReduceOp, ReduceOps, Storage};
+use kiln_core::{Error, Layout, Result};
+use rayon::prelude::*;
+
+fn reduce_t<T: Elem>(
+    op: ReduceOp,
+    s: &dyn Storage,
+    l: &Layout,
+    dims: &[usize],
+) -> Result<BoxStorage> {
+    let x = T::vec_of(s).ok_or(Error::UnsupportedDType {
+        op: "reduce",
+        dtype: s.dtype(),
+        msg: "f32 or f64",
+    })?;
+    let rank = l.rank();
+    if dims.iter().any(|&d| d >= rank) {
+        return Err(Error::DimOutOfRange {
+            op: "reduce",
+            dim: dims.iter().copied().max().unwrap_or(0) as isize,
+            rank,
+        });
+    }
+    if matches!(op, ReduceOp::ArgMax | ReduceOp::ArgMin) && dims.len() != 1 {
+        return Err(Error::Invalid {
+            op: "reduce",
+            msg: "argmax/argmin take exactly one dim".into(),
+        });
+    }
+    let mut perm: Vec<usize> = (0..rank).filter(|d| !dims.contains(d)).collect();
+    perm.extend_from_slice(dims);
+    let lp = l.permute(&perm)?;
+    let inner: usize = dims.iter().map(|&d| l.shape()[d]).product();
+    let outer = if inner == 0 {
+        l.shape()
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !dims.contains(i))
+            .map(|(_, &n)| n)
+            .product()
+    } else {
+        l.numel() / inner
+    };
+
+    // One run of `inner` values per output element.
+    let run = |vals: &mut dyn Iterator<Item = T>| -> f64 {
+        match op {
+            ReduceOp::Sum => vals.map(|v| v.f64()).sum(),
+            ReduceOp::Max => vals.fold(f64::NEG_INFINITY, |m, v| {
+                if v.f64() > m || v.is_nan() {
+                    v.f64()
+                } else {
+                    m
+                }
+            }),
+            ReduceOp::Min => vals.fold(f64::INFINITY, |m, v| {
+                if v.f64() < m || v.is_nan() {
+                    v.f64()
+                } else {
+                    m
+                }
+            }),
+            ReduceOp::ArgMax | ReduceOp::ArgMin => {
+                let mut best = (0usize, None::<f64>);
+                for (i, v) in vals.enumerate() {
+                    let v = v.f64();
+                    let better = match best.1 {
+                        None => true,
+                        Some(b) => {
+                            if op == ReduceOp::ArgMax {
+                                v > b
+                            } else {
+                                v < b
+                            }
+                        }
+                    };
+                    if better {
+                        best = (i, Some(v));
+                    }
+                }
+                best.0 as f64
+            }
+        }
+    };
+
+    let mut out = vec![0f64; outer];
+    if let Some((a, b)) = lp.contiguous_range() {
+        // Reduced dims are the trailing contiguous run: parallel over rows.
+        let data = &x[a..b];
+        if inner > 0 {
+            let f = |(o, chunk): (&mut f64, &[T])| *o = run(&mut chunk.iter().copied());
+            if data.len() >= PAR_MIN {
+                out.par_iter_mut().zip(data.par_chunks(inner)).for_each(f);
+            } else {
+                out.iter_mut().zip(data.chunks(inner)).for_each(f);
+            }
+        } else {
+            out.iter_mut()
+                .for_each(|o| *o = run(&mut std::iter::empty()));
+        }
+    } else {
+        let mut offs = lp.offsets();
+        for o in out.iter_mut() {
+            *o = run(&mut (&mut offs).take(inner).map(|i| x[i]));
+        }
+    }
+    Ok(match op {
+        ReduceOp::ArgMax | ReduceOp::ArgMin => {
+            CpuStorage::I64(out.into_iter().map(|v| v as i64).collect()).boxed()
+        }
+        _ => T::wrap(out.into_iter().map(T::c).collect()),
+    })
+}
+
+impl ReduceOps for CpuBackend {
+    fn reduce(
+        &self,
+        op: ReduceOp,
+        x: &dyn Storage,
+        lx: &Layout,
+        dims: &[usize],
+    ) -> Result<BoxStorage> {
+        dispatch_float!("reduce", x.dtype(), reduce_t(op, x, lx, dims))
+    }
+}
