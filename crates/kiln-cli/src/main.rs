@@ -3,11 +3,7 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "kiln",
-    version,
-    about = "kiln: a transformer framework in Rust"
-)]
+#[command(name = "kiln", version, about = "kiln: a transformer framework in Rust")]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -24,12 +20,7 @@ fn main() -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Info => {
             let dev = kiln_cpu::cpu();
-            println!(
-                "kiln {} — device {}, {} threads",
-                env!("CARGO_PKG_VERSION"),
-                dev.name(),
-                kiln_cpu::num_threads()
-            );
+            println!("kiln {} — device {}, {} threads", env!("CARGO_PKG_VERSION"), dev.name(), kiln_cpu::num_threads());
         }
     }
     Ok(())

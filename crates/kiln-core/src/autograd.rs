@@ -95,11 +95,7 @@ pub(crate) fn check_finite(op: &'static str, t: &Tensor) -> Result<()> {
     } else {
         return Ok(());
     };
-    Err(Error::NonFinite {
-        op,
-        what,
-        shape: t.dims().to_vec(),
-    })
+    Err(Error::NonFinite { op, what, shape: t.dims().to_vec() })
 }
 
 /// Reverse-mode sweep from `root` seeded with `seed` (same shape as `root`).
@@ -174,11 +170,7 @@ pub(crate) fn backward(root: &Tensor, seed: Tensor) -> Result<()> {
                 check_finite(node.op, &gi).map_err(|e| match e {
                     Error::NonFinite { what, shape, .. } => Error::NonFinite {
                         op: node.op,
-                        what: if what == "NaN" {
-                            "NaN in gradient"
-                        } else {
-                            "Inf in gradient"
-                        },
+                        what: if what == "NaN" { "NaN in gradient" } else { "Inf in gradient" },
                         shape,
                     },
                     e => e,

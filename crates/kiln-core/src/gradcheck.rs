@@ -25,12 +25,7 @@ impl Default for GradcheckOpts {
     /// `ε = 1e-6`, `atol = 1e-6`, `rtol = 1e-5`: central differences in f64 are accurate to about
     /// ε² · |f'''| + 1e-16/ε ≈ 1e-10, far inside these bounds for smooth ops.
     fn default() -> Self {
-        GradcheckOpts {
-            eps: 1e-6,
-            atol: 1e-6,
-            rtol: 1e-5,
-            noncontiguous: false,
-        }
+        GradcheckOpts { eps: 1e-6, atol: 1e-6, rtol: 1e-5, noncontiguous: false }
     }
 }
 
@@ -70,10 +65,7 @@ fn make_input(values: &[f64], src: &Tensor, opts: &GradcheckOpts) -> Result<Tens
         let mut tshape = src.dims().to_vec();
         let r = tshape.len();
         tshape.swap(r - 1, r - 2);
-        let base = Tensor::from_f64(values, src.dims(), DType::F64, dev)?
-            .t()?
-            .contiguous()?
-            .detach();
+        let base = Tensor::from_f64(values, src.dims(), DType::F64, dev)?.t()?.contiguous()?.detach();
         debug_assert_eq!(base.dims(), &tshape[..]);
         return base.t().map(|t| t.detach());
     }
@@ -93,13 +85,7 @@ pub fn gradcheck(
 ) -> Result<GradcheckReport> {
     let values: Vec<Option<Vec<f64>>> = inputs
         .iter()
-        .map(|t| {
-            if t.dtype().is_float() {
-                t.to_vec_f64().map(Some)
-            } else {
-                Ok(None)
-            }
-        })
+        .map(|t| if t.dtype().is_float() { t.to_vec_f64().map(Some) } else { Ok(None) })
         .collect::<Result<_>>()?;
     let build = |vals: &[Option<Vec<f64>>]| -> Result<Vec<Tensor>> {
         inputs
@@ -120,10 +106,7 @@ pub fn gradcheck(
         .collect();
     let out = f(&leaves)?;
     if out.dtype() != DType::F64 {
-        return Err(Error::Invalid {
-            op: "gradcheck",
-            msg: format!("f returned {} (expected f64)", out.dtype()),
-        });
+        return Err(Error::Invalid { op: "gradcheck", msg: format!("f returned {} (expected f64)", out.dtype()) });
     }
     let w = Tensor::from_f64(&weights(out.numel()), out.dims(), DType::F64, out.device())?;
     let loss = loss_of(&out, &w)?;
@@ -161,9 +144,5 @@ pub fn gradcheck(
             }
         }
     }
-    Ok(GradcheckReport {
-        ops,
-        max_abs_err,
-        checked,
-    })
+    Ok(GradcheckReport { ops, max_abs_err, checked })
 }

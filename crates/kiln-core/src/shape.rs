@@ -36,27 +36,13 @@ pub fn broadcast_shapes(op: &'static str, a: &[usize], b: &[usize]) -> Result<Ve
     let rank = a.len().max(b.len());
     let mut out = vec![0; rank];
     for i in 0..rank {
-        let da = if i < rank - a.len() {
-            1
-        } else {
-            a[i - (rank - a.len())]
-        };
-        let db = if i < rank - b.len() {
-            1
-        } else {
-            b[i - (rank - b.len())]
-        };
+        let da = if i < rank - a.len() { 1 } else { a[i - (rank - a.len())] };
+        let db = if i < rank - b.len() { 1 } else { b[i - (rank - b.len())] };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
             (x, 1) => x,
-            _ => {
-                return Err(Error::Broadcast {
-                    op,
-                    lhs: a.to_vec(),
-                    rhs: b.to_vec(),
-                })
-            }
+            _ => return Err(Error::Broadcast { op, lhs: a.to_vec(), rhs: b.to_vec() }),
         };
     }
     Ok(out)
@@ -73,20 +59,12 @@ pub struct Layout {
 impl Layout {
     /// A contiguous row-major layout starting at 0.
     pub fn contiguous(shape: &[usize]) -> Layout {
-        Layout {
-            shape: shape.to_vec(),
-            strides: contiguous_strides(shape),
-            offset: 0,
-        }
+        Layout { shape: shape.to_vec(), strides: contiguous_strides(shape), offset: 0 }
     }
 
     /// A layout from explicit parts (no validation against a storage size).
     pub fn new(shape: Vec<usize>, strides: Vec<usize>, offset: usize) -> Layout {
-        Layout {
-            shape,
-            strides,
-            offset,
-        }
+        Layout { shape, strides, offset }
     }
 
     /// The shape.
@@ -128,8 +106,7 @@ impl Layout {
 
     /// The `[start, end)` storage range of a contiguous layout, `None` otherwise.
     pub fn contiguous_range(&self) -> Option<(usize, usize)> {
-        self.is_contiguous()
-            .then(|| (self.offset, self.offset + self.numel()))
+        self.is_contiguous().then(|| (self.offset, self.offset + self.numel()))
     }
 
     /// Reshape; only valid on a contiguous layout (callers copy first otherwise).
@@ -148,22 +125,14 @@ impl Layout {
                 msg: "layout is not contiguous".into(),
             });
         }
-        Ok(Layout {
-            shape: shape.to_vec(),
-            strides: contiguous_strides(shape),
-            offset: self.offset,
-        })
+        Ok(Layout { shape: shape.to_vec(), strides: contiguous_strides(shape), offset: self.offset })
     }
 
     /// Reorders dims: output dim `i` is input dim `perm[i]`.
     pub fn permute(&self, perm: &[usize]) -> Result<Layout> {
         let rank = self.rank();
         let mut seen = vec![false; rank];
-        if perm.len() != rank
-            || perm
-                .iter()
-                .any(|&p| p >= rank || std::mem::replace(&mut seen[p], true))
-        {
+        if perm.len() != rank || perm.iter().any(|&p| p >= rank || std::mem::replace(&mut seen[p], true)) {
             return Err(Error::BadShape {
                 op: "permute",
                 shape: self.shape.clone(),
@@ -181,11 +150,7 @@ impl Layout {
     pub fn transpose(&self, d0: usize, d1: usize) -> Result<Layout> {
         let mut perm: Vec<usize> = (0..self.rank()).collect();
         if d0 >= self.rank() || d1 >= self.rank() {
-            return Err(Error::DimOutOfRange {
-                op: "transpose",
-                dim: d0.max(d1) as isize,
-                rank: self.rank(),
-            });
+            return Err(Error::DimOutOfRange { op: "transpose", dim: d0.max(d1) as isize, rank: self.rank() });
         }
         perm.swap(d0, d1);
         self.permute(&perm)
@@ -194,11 +159,7 @@ impl Layout {
     /// Elements `start..start+len` along `dim`.
     pub fn narrow(&self, dim: usize, start: usize, len: usize) -> Result<Layout> {
         if dim >= self.rank() {
-            return Err(Error::DimOutOfRange {
-                op: "narrow",
-                dim: dim as isize,
-                rank: self.rank(),
-            });
+            return Err(Error::DimOutOfRange { op: "narrow", dim: dim as isize, rank: self.rank() });
         }
         if start + len > self.shape[dim] {
             return Err(Error::BadShape {
@@ -209,20 +170,12 @@ impl Layout {
         }
         let mut shape = self.shape.clone();
         shape[dim] = len;
-        Ok(Layout {
-            shape,
-            strides: self.strides.clone(),
-            offset: self.offset + start * self.strides[dim],
-        })
+        Ok(Layout { shape, strides: self.strides.clone(), offset: self.offset + start * self.strides[dim] })
     }
 
     /// Broadcast view to `shape` (dims of size 1, and new leading dims, get stride 0).
     pub fn broadcast_as(&self, shape: &[usize]) -> Result<Layout> {
-        let err = || Error::Broadcast {
-            op: "broadcast_as",
-            lhs: self.shape.clone(),
-            rhs: shape.to_vec(),
-        };
+        let err = || Error::Broadcast { op: "broadcast_as", lhs: self.shape.clone(), rhs: shape.to_vec() };
         if shape.len() < self.rank() {
             return Err(err());
         }
@@ -238,11 +191,7 @@ impl Layout {
                 return Err(err());
             };
         }
-        Ok(Layout {
-            shape: shape.to_vec(),
-            strides,
-            offset: self.offset,
-        })
+        Ok(Layout { shape: shape.to_vec(), strides, offset: self.offset })
     }
 
     /// Storage offsets of every element in row-major order (for strided kernels).
@@ -250,11 +199,7 @@ impl Layout {
         StridedOffsets {
             layout: self,
             index: vec![0; self.rank()],
-            next: if self.numel() == 0 {
-                None
-            } else {
-                Some(self.offset)
-            },
+            next: if self.numel() == 0 { None } else { Some(self.offset) },
         }
     }
 }
@@ -305,9 +250,7 @@ mod tests {
         assert!(!t.is_contiguous());
         let offs: Vec<usize> = l.narrow(1, 1, 2).unwrap().offsets().take(5).collect();
         assert_eq!(offs, vec![4, 5, 6, 7, 8]);
-        let b = Layout::contiguous(&[3, 1])
-            .broadcast_as(&[2, 3, 4])
-            .unwrap();
+        let b = Layout::contiguous(&[3, 1]).broadcast_as(&[2, 3, 4]).unwrap();
         let offs: Vec<usize> = b.offsets().take(9).collect();
         assert_eq!(offs, vec![0, 0, 0, 0, 1, 1, 1, 1, 2]);
         assert!(broadcast_shapes("t", &[2, 1, 4], &[3, 1]).unwrap() == vec![2, 3, 4]);

@@ -53,14 +53,7 @@ impl Tensor {
             });
         }
         let dtype = storage.dtype();
-        Ok(Tensor::make(
-            Arc::new(RwLock::new(storage)),
-            layout,
-            dtype,
-            device.clone(),
-            false,
-            None,
-        ))
+        Ok(Tensor::make(Arc::new(RwLock::new(storage)), layout, dtype, device.clone(), false, None))
     }
 
     fn make(
@@ -89,11 +82,7 @@ impl Tensor {
             return Err(Error::BadShape {
                 op: "from_vec",
                 shape: shape.to_vec(),
-                msg: format!(
-                    "{} values given for {} elements",
-                    data.len(),
-                    crate::shape::numel(shape)
-                ),
+                msg: format!("{} values given for {} elements", data.len(), crate::shape::numel(shape)),
             });
         }
         let s = device.backend().from_host(data)?;
@@ -101,21 +90,12 @@ impl Tensor {
     }
 
     /// A tensor from a `Vec` of any [`WithDType`] element type.
-    pub fn from_vec<T: WithDType>(
-        data: Vec<T>,
-        shape: &[usize],
-        device: &Device,
-    ) -> Result<Tensor> {
+    pub fn from_vec<T: WithDType>(data: Vec<T>, shape: &[usize], device: &Device) -> Result<Tensor> {
         Tensor::from_host(T::into_host(data), shape, device)
     }
 
     /// A tensor from `f64` values converted to `dtype`.
-    pub fn from_f64(
-        values: &[f64],
-        shape: &[usize],
-        dtype: DType,
-        device: &Device,
-    ) -> Result<Tensor> {
+    pub fn from_f64(values: &[f64], shape: &[usize], dtype: DType, device: &Device) -> Result<Tensor> {
         Tensor::from_host(HostData::from_f64_slice(values, dtype), shape, device)
     }
 
@@ -127,9 +107,7 @@ impl Tensor {
 
     /// Every element `value`.
     pub fn full(shape: &[usize], value: f64, dtype: DType, device: &Device) -> Result<Tensor> {
-        let s = device
-            .backend()
-            .full(dtype, crate::shape::numel(shape), value)?;
+        let s = device.backend().full(dtype, crate::shape::numel(shape), value)?;
         Tensor::from_storage(s, shape, device)
     }
 
@@ -145,32 +123,14 @@ impl Tensor {
     }
 
     /// Uniform samples in `[lo, hi)` from the counter-based RNG seeded with `seed`.
-    pub fn rand(
-        shape: &[usize],
-        lo: f64,
-        hi: f64,
-        dtype: DType,
-        seed: u64,
-        device: &Device,
-    ) -> Result<Tensor> {
-        let s = device
-            .backend()
-            .rand_uniform(dtype, crate::shape::numel(shape), lo, hi, seed)?;
+    pub fn rand(shape: &[usize], lo: f64, hi: f64, dtype: DType, seed: u64, device: &Device) -> Result<Tensor> {
+        let s = device.backend().rand_uniform(dtype, crate::shape::numel(shape), lo, hi, seed)?;
         Tensor::from_storage(s, shape, device)
     }
 
     /// Normal samples `N(mean, std²)` from the counter-based RNG seeded with `seed`.
-    pub fn randn(
-        shape: &[usize],
-        mean: f64,
-        std: f64,
-        dtype: DType,
-        seed: u64,
-        device: &Device,
-    ) -> Result<Tensor> {
-        let s = device
-            .backend()
-            .rand_normal(dtype, crate::shape::numel(shape), mean, std, seed)?;
+    pub fn randn(shape: &[usize], mean: f64, std: f64, dtype: DType, seed: u64, device: &Device) -> Result<Tensor> {
+        let s = device.backend().rand_normal(dtype, crate::shape::numel(shape), mean, std, seed)?;
         Tensor::from_storage(s, shape, device)
     }
 
@@ -253,18 +213,12 @@ impl Tensor {
 
     /// All elements in row-major order.
     pub fn to_host(&self) -> Result<HostData> {
-        self.device()
-            .backend()
-            .to_host(&**self.storage(), self.layout())
+        self.device().backend().to_host(&**self.storage(), self.layout())
     }
 
     /// All elements as `Vec<T>`; `T` must match the dtype.
     pub fn to_vec<T: WithDType>(&self) -> Result<Vec<T>> {
-        T::from_host(self.to_host()?).ok_or(Error::DTypeMismatch {
-            op: "to_vec",
-            lhs: self.dtype(),
-            rhs: T::DTYPE,
-        })
+        T::from_host(self.to_host()?).ok_or(Error::DTypeMismatch { op: "to_vec", lhs: self.dtype(), rhs: T::DTYPE })
     }
 
     /// All elements converted to `f64`.
@@ -288,35 +242,17 @@ impl Tensor {
 
     /// A leaf that shares this storage and requires gradients (a trainable parameter).
     pub fn requires_grad_(self) -> Tensor {
-        Tensor::make(
-            self.0.storage.clone(),
-            self.0.layout.clone(),
-            self.0.dtype,
-            self.0.device.clone(),
-            true,
-            None,
-        )
+        Tensor::make(self.0.storage.clone(), self.0.layout.clone(), self.0.dtype, self.0.device.clone(), true, None)
     }
 
     /// A leaf that shares this storage and is cut from the tape.
     pub fn detach(&self) -> Tensor {
-        Tensor::make(
-            self.0.storage.clone(),
-            self.0.layout.clone(),
-            self.0.dtype,
-            self.0.device.clone(),
-            false,
-            None,
-        )
+        Tensor::make(self.0.storage.clone(), self.0.layout.clone(), self.0.dtype, self.0.device.clone(), false, None)
     }
 
     /// The accumulated gradient of a leaf, after [`Tensor::backward`].
     pub fn grad(&self) -> Option<Tensor> {
-        self.0
-            .grad
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.0.grad.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Clears the accumulated gradient.
@@ -355,16 +291,10 @@ impl Tensor {
     /// Backpropagates with an explicit seed gradient of this tensor's shape.
     pub fn backward_with(&self, seed: Tensor) -> Result<()> {
         if !self.requires_grad() {
-            return Err(Error::Autograd(
-                "backward() on a tensor that does not require grad".into(),
-            ));
+            return Err(Error::Autograd("backward() on a tensor that does not require grad".into()));
         }
         if seed.dims() != self.dims() {
-            return Err(Error::ShapeMismatch {
-                op: "backward",
-                lhs: self.dims().to_vec(),
-                rhs: seed.dims().to_vec(),
-            });
+            return Err(Error::ShapeMismatch { op: "backward", lhs: self.dims().to_vec(), rhs: seed.dims().to_vec() });
         }
         autograd::backward(self, seed)
     }
@@ -380,14 +310,8 @@ impl Tensor {
         backward: impl FnOnce(&Tensor) -> Result<Vec<Option<Tensor>>> + Send + Sync + 'static,
     ) -> Result<Tensor> {
         let dtype = storage.dtype();
-        let t = Tensor::make(
-            Arc::new(RwLock::new(storage)),
-            Layout::contiguous(shape),
-            dtype,
-            device.clone(),
-            false,
-            None,
-        );
+        let t =
+            Tensor::make(Arc::new(RwLock::new(storage)), Layout::contiguous(shape), dtype, device.clone(), false, None);
         t.record(op, inputs, backward)
     }
 
@@ -406,37 +330,14 @@ impl Tensor {
             return Ok(self);
         }
         let f: BackwardFn = Box::new(backward);
-        let node = Node {
-            op,
-            state: Mutex::new(Some((inputs.iter().map(|t| (*t).clone()).collect(), f))),
-        };
-        let Inner {
-            storage,
-            layout,
-            dtype,
-            device,
-            ..
-        } = &*self.0;
-        Ok(Tensor::make(
-            storage.clone(),
-            layout.clone(),
-            *dtype,
-            device.clone(),
-            true,
-            Some(node),
-        ))
+        let node = Node { op, state: Mutex::new(Some((inputs.iter().map(|t| (*t).clone()).collect(), f))) };
+        let Inner { storage, layout, dtype, device, .. } = &*self.0;
+        Ok(Tensor::make(storage.clone(), layout.clone(), *dtype, device.clone(), true, Some(node)))
     }
 
     /// A view sharing this tensor's storage with another layout (no tape record).
     pub(crate) fn with_layout(&self, layout: Layout) -> Tensor {
-        Tensor::make(
-            self.0.storage.clone(),
-            layout,
-            self.0.dtype,
-            self.0.device.clone(),
-            false,
-            None,
-        )
+        Tensor::make(self.0.storage.clone(), layout, self.0.dtype, self.0.device.clone(), false, None)
     }
 
     // ---------------------------------------------------------------- in-place (no autodiff)
@@ -445,18 +346,10 @@ impl Tensor {
     /// Not recorded on the tape: for optimizer updates and buffer writes.
     pub fn assign_(&self, src: &Tensor) -> Result<()> {
         if src.dims() != self.dims() {
-            return Err(Error::ShapeMismatch {
-                op: "assign_",
-                lhs: self.dims().to_vec(),
-                rhs: src.dims().to_vec(),
-            });
+            return Err(Error::ShapeMismatch { op: "assign_", lhs: self.dims().to_vec(), rhs: src.dims().to_vec() });
         }
         if src.dtype() != self.dtype() {
-            return Err(Error::DTypeMismatch {
-                op: "assign_",
-                lhs: self.dtype(),
-                rhs: src.dtype(),
-            });
+            return Err(Error::DTypeMismatch { op: "assign_", lhs: self.dtype(), rhs: src.dtype() });
         }
         check_same_device("assign_", self, src)?;
         if self.same_storage(src) {
@@ -465,17 +358,12 @@ impl Tensor {
         }
         let s = src.storage();
         let mut d = self.storage_mut();
-        self.device()
-            .backend()
-            .copy_into(&mut **d, self.layout(), &**s, src.layout())
+        self.device().backend().copy_into(&mut **d, self.layout(), &**s, src.layout())
     }
 
     /// A contiguous copy with its own storage (not recorded).
     pub fn copy(&self) -> Result<Tensor> {
-        let s = self
-            .device()
-            .backend()
-            .copy_strided(&**self.storage(), self.layout())?;
+        let s = self.device().backend().copy_strided(&**self.storage(), self.layout())?;
         Tensor::from_storage(s, self.dims(), self.device())
     }
 
@@ -491,11 +379,7 @@ pub(crate) fn check_same_device(op: &'static str, a: &Tensor, b: &Tensor) -> Res
     if a.device().same(b.device()) {
         Ok(())
     } else {
-        Err(Error::DeviceMismatch {
-            op,
-            lhs: a.device().name().into(),
-            rhs: b.device().name().into(),
-        })
+        Err(Error::DeviceMismatch { op, lhs: a.device().name().into(), rhs: b.device().name().into() })
     }
 }
 
@@ -504,11 +388,7 @@ pub(crate) fn check_same_dtype(op: &'static str, a: &Tensor, b: &Tensor) -> Resu
     if a.dtype() == b.dtype() {
         Ok(())
     } else {
-        Err(Error::DTypeMismatch {
-            op,
-            lhs: a.dtype(),
-            rhs: b.dtype(),
-        })
+        Err(Error::DTypeMismatch { op, lhs: a.dtype(), rhs: b.dtype() })
     }
 }
 
@@ -517,10 +397,6 @@ pub(crate) fn check_compute(op: &'static str, a: &Tensor) -> Result<()> {
     if a.dtype().is_compute() {
         Ok(())
     } else {
-        Err(Error::UnsupportedDType {
-            op,
-            dtype: a.dtype(),
-            msg: "compute ops take f32 or f64; convert with to_dtype",
-        })
+        Err(Error::UnsupportedDType { op, dtype: a.dtype(), msg: "compute ops take f32 or f64; convert with to_dtype" })
     }
 }

@@ -41,9 +41,7 @@ pub fn cpu() -> Device {
     static DEV: OnceLock<Device> = OnceLock::new();
     DEV.get_or_init(|| {
         // Ignore the error: the application may have configured the global pool already.
-        let _ = rayon::ThreadPoolBuilder::new()
-            .num_threads(num_threads())
-            .build_global();
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(num_threads()).build_global();
         Device::new(Arc::new(CpuBackend))
     })
     .clone()

@@ -70,32 +70,24 @@ impl CpuStorage {
 
 /// Downcasts a storage made by this backend.
 pub(crate) fn cpu<'a>(op: &'static str, s: &'a dyn Storage) -> Result<&'a CpuStorage> {
-    s.as_any()
-        .downcast_ref::<CpuStorage>()
-        .ok_or(Error::DeviceMismatch {
-            op,
-            lhs: "cpu".into(),
-            rhs: "another backend".into(),
-        })
+    s.as_any().downcast_ref::<CpuStorage>().ok_or(Error::DeviceMismatch {
+        op,
+        lhs: "cpu".into(),
+        rhs: "another backend".into(),
+    })
 }
 
 /// Downcasts a storage made by this backend, mutably.
 pub(crate) fn cpu_mut<'a>(op: &'static str, s: &'a mut dyn Storage) -> Result<&'a mut CpuStorage> {
-    s.as_any_mut()
-        .downcast_mut::<CpuStorage>()
-        .ok_or(Error::DeviceMismatch {
-            op,
-            lhs: "cpu".into(),
-            rhs: "another backend".into(),
-        })
+    s.as_any_mut().downcast_mut::<CpuStorage>().ok_or(Error::DeviceMismatch {
+        op,
+        lhs: "cpu".into(),
+        rhs: "another backend".into(),
+    })
 }
 
 /// The contiguous slice a layout views; errors when the layout is strided.
-pub(crate) fn contiguous_slice<'a, T>(
-    op: &'static str,
-    data: &'a [T],
-    l: &Layout,
-) -> Result<&'a [T]> {
+pub(crate) fn contiguous_slice<'a, T>(op: &'static str, data: &'a [T], l: &Layout) -> Result<&'a [T]> {
     let (a, b) = l.contiguous_range().ok_or_else(|| Error::BadShape {
         op,
         shape: l.shape().to_vec(),
@@ -119,11 +111,7 @@ impl Elem for f32 {
     fn slice<'a>(op: &'static str, a: Arg<'a>) -> Result<&'a [f32]> {
         match cpu(op, a.0)? {
             CpuStorage::F32(v) => contiguous_slice(op, v, a.1),
-            o => Err(Error::DTypeMismatch {
-                op,
-                lhs: DType::F32,
-                rhs: o.dtype(),
-            }),
+            o => Err(Error::DTypeMismatch { op, lhs: DType::F32, rhs: o.dtype() }),
         }
     }
     fn vec_of(s: &dyn Storage) -> Option<&Vec<f32>> {
@@ -141,11 +129,7 @@ impl Elem for f64 {
     fn slice<'a>(op: &'static str, a: Arg<'a>) -> Result<&'a [f64]> {
         match cpu(op, a.0)? {
             CpuStorage::F64(v) => contiguous_slice(op, v, a.1),
-            o => Err(Error::DTypeMismatch {
-                op,
-                lhs: DType::F64,
-                rhs: o.dtype(),
-            }),
+            o => Err(Error::DTypeMismatch { op, lhs: DType::F64, rhs: o.dtype() }),
         }
     }
     fn vec_of(s: &dyn Storage) -> Option<&Vec<f64>> {

@@ -105,23 +105,9 @@ pub trait ElementwiseOps {
         ldy: &Layout,
     ) -> Result<BoxStorage>;
     /// `z = f(a, b)`; `la` and `lb` are already broadcast to the output shape.
-    fn binary(
-        &self,
-        op: BinaryOp,
-        a: &dyn Storage,
-        la: &Layout,
-        b: &dyn Storage,
-        lb: &Layout,
-    ) -> Result<BoxStorage>;
+    fn binary(&self, op: BinaryOp, a: &dyn Storage, la: &Layout, b: &dyn Storage, lb: &Layout) -> Result<BoxStorage>;
     /// `m = a <op> b` as `U8`; layouts already broadcast.
-    fn cmp(
-        &self,
-        op: CmpOp,
-        a: &dyn Storage,
-        la: &Layout,
-        b: &dyn Storage,
-        lb: &Layout,
-    ) -> Result<BoxStorage> {
+    fn cmp(&self, op: CmpOp, a: &dyn Storage, la: &Layout, b: &dyn Storage, lb: &Layout) -> Result<BoxStorage> {
         let _ = (op, a, la, b, lb);
         not_impl("cmp", "?")
     }

@@ -62,13 +62,7 @@ pub trait FusedOps {
         not_impl("rms_norm", "?")
     }
     /// Backward of RMSNorm: `(dx, dw)`.
-    fn rms_norm_bwd(
-        &self,
-        x: Arg,
-        w: Option<Arg>,
-        rstd: Arg,
-        dy: Arg,
-    ) -> Result<(BoxStorage, Option<BoxStorage>)> {
+    fn rms_norm_bwd(&self, x: Arg, w: Option<Arg>, rstd: Arg, dy: Arg) -> Result<(BoxStorage, Option<BoxStorage>)> {
         let _ = (x, w, rstd, dy);
         not_impl("rms_norm_bwd", "?")
     }

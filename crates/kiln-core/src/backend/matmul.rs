@@ -8,11 +8,5 @@ pub trait MatmulOps {
     /// `C[b] = A[b] · B[b]` for `la` = (batch…, M, K), `lb` = (batch…, K, N) with identical,
     /// already-broadcast batch dims. Any strides are allowed (a transposed operand is a view), so
     /// `Aᵀ·B` costs no copy. Output: contiguous (batch…, M, N).
-    fn matmul(
-        &self,
-        a: &dyn Storage,
-        la: &Layout,
-        b: &dyn Storage,
-        lb: &Layout,
-    ) -> Result<BoxStorage>;
+    fn matmul(&self, a: &dyn Storage, la: &Layout, b: &dyn Storage, lb: &Layout) -> Result<BoxStorage>;
 }

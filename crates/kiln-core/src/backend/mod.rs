@@ -54,16 +54,7 @@ pub type BoxStorage = Box<dyn Storage>;
 
 /// Everything a device can do; implemented by each backend.
 pub trait Backend:
-    MemoryOps
-    + ElementwiseOps
-    + ReduceOps
-    + MatmulOps
-    + FusedOps
-    + IndexOps
-    + RandomOps
-    + Send
-    + Sync
-    + fmt::Debug
+    MemoryOps + ElementwiseOps + ReduceOps + MatmulOps + FusedOps + IndexOps + RandomOps + Send + Sync + fmt::Debug
 {
     /// Short name (`cpu`, `cuda:0`).
     fn name(&self) -> &'static str;

@@ -18,11 +18,5 @@ pub enum ReduceOp {
 /// Reduction kernels.
 pub trait ReduceOps {
     /// Reduces `dims` of `lx`; the output is contiguous with those dims kept as size 1.
-    fn reduce(
-        &self,
-        op: ReduceOp,
-        x: &dyn Storage,
-        lx: &Layout,
-        dims: &[usize],
-    ) -> Result<BoxStorage>;
+    fn reduce(&self, op: ReduceOp, x: &dyn Storage, lx: &Layout, dims: &[usize]) -> Result<BoxStorage>;
 }

@@ -15,28 +15,12 @@ impl Tensor {
     /// `y = f(x)` for any [`UnaryOp`], with its derivative on the tape.
     pub fn unary(&self, op: UnaryOp) -> Result<Tensor> {
         check_compute(op.name(), self)?;
-        let s = self
-            .device()
-            .backend()
-            .unary(op, &**self.storage(), self.layout())?;
+        let s = self.device().backend().unary(op, &**self.storage(), self.layout())?;
         let x = self.clone();
-        Tensor::from_op(
-            s,
-            self.dims(),
-            self.device(),
-            op.name(),
-            &[self],
-            move |g| {
-                let dx = x.device().backend().unary_bwd(
-                    op,
-                    &**x.storage(),
-                    x.layout(),
-                    &**g.storage(),
-                    g.layout(),
-                )?;
-                Ok(vec![Some(Tensor::from_storage(dx, x.dims(), x.device())?)])
-            },
-        )
+        Tensor::from_op(s, self.dims(), self.device(), op.name(), &[self], move |g| {
+            let dx = x.device().backend().unary_bwd(op, &**x.storage(), x.layout(), &**g.storage(), g.layout())?;
+            Ok(vec![Some(Tensor::from_storage(dx, x.dims(), x.device())?)])
+        })
     }
 
     /// `−x`.
@@ -117,10 +101,7 @@ impl Tensor {
         let shape = broadcast_shapes(name, self.dims(), rhs.dims())?;
         let la = self.layout().broadcast_as(&shape)?;
         let lb = rhs.layout().broadcast_as(&shape)?;
-        let s =
-            self.device()
-                .backend()
-                .binary(op, &**self.storage(), &la, &**rhs.storage(), &lb)?;
+        let s = self.device().backend().binary(op, &**self.storage(), &la, &**rhs.storage(), &lb)?;
         let (a, b) = (self.clone(), rhs.clone());
         Tensor::from_op(s, &shape, self.device(), name, &[self, rhs], move |g| {
             let (ga, gb) = match op {
@@ -129,26 +110,14 @@ impl Tensor {
                 BinaryOp::Mul => (g.mul(&b)?, g.mul(&a)?),
                 BinaryOp::Div => (g.div(&b)?, g.mul(&a)?.div(&b.sqr()?)?.neg()?),
                 BinaryOp::Maximum | BinaryOp::Minimum => {
-                    let c = if op == BinaryOp::Maximum {
-                        CmpOp::Ge
-                    } else {
-                        CmpOp::Le
-                    };
+                    let c = if op == BinaryOp::Maximum { CmpOp::Ge } else { CmpOp::Le };
                     let take_a = a.cmp(&b, c)?;
                     let zero = g.zeros_like()?;
                     (take_a.where_cond(g, &zero)?, take_a.where_cond(&zero, g)?)
                 }
             };
-            let ga = if a.requires_grad() {
-                Some(ga.sum_to(a.dims())?)
-            } else {
-                None
-            };
-            let gb = if b.requires_grad() {
-                Some(gb.sum_to(b.dims())?)
-            } else {
-                None
-            };
+            let ga = if a.requires_grad() { Some(ga.sum_to(a.dims())?) } else { None };
+            let gb = if b.requires_grad() { Some(gb.sum_to(b.dims())?) } else { None };
             Ok(vec![ga, gb])
         })
     }
@@ -185,10 +154,7 @@ impl Tensor {
         let shape = broadcast_shapes("cmp", self.dims(), rhs.dims())?;
         let la = self.layout().broadcast_as(&shape)?;
         let lb = rhs.layout().broadcast_as(&shape)?;
-        let s = self
-            .device()
-            .backend()
-            .cmp(op, &**self.storage(), &la, &**rhs.storage(), &lb)?;
+        let s = self.device().backend().cmp(op, &**self.storage(), &la, &**rhs.storage(), &lb)?;
         Tensor::from_storage(s, &shape, self.device())
     }
 
@@ -212,32 +178,14 @@ impl Tensor {
         }
         let shape = broadcast_shapes("where_cond", a.dims(), b.dims())?;
         let shape = broadcast_shapes("where_cond", self.dims(), &shape)?;
-        let (lc, la, lb) = (
-            self.layout().broadcast_as(&shape)?,
-            a.layout().broadcast_as(&shape)?,
-            b.layout().broadcast_as(&shape)?,
-        );
-        let s = self.device().backend().where_cond(
-            &**self.storage(),
-            &lc,
-            &**a.storage(),
-            &la,
-            &**b.storage(),
-            &lb,
-        )?;
+        let (lc, la, lb) =
+            (self.layout().broadcast_as(&shape)?, a.layout().broadcast_as(&shape)?, b.layout().broadcast_as(&shape)?);
+        let s = self.device().backend().where_cond(&**self.storage(), &lc, &**a.storage(), &la, &**b.storage(), &lb)?;
         let (c, ta, tb) = (self.clone(), a.clone(), b.clone());
         Tensor::from_op(s, &shape, a.device(), "where_cond", &[a, b], move |g| {
             let zero = g.zeros_like()?;
-            let ga = if ta.requires_grad() {
-                Some(c.where_cond(g, &zero)?.sum_to(ta.dims())?)
-            } else {
-                None
-            };
-            let gb = if tb.requires_grad() {
-                Some(c.where_cond(&zero, g)?.sum_to(tb.dims())?)
-            } else {
-                None
-            };
+            let ga = if ta.requires_grad() { Some(c.where_cond(g, &zero)?.sum_to(ta.dims())?) } else { None };
+            let gb = if tb.requires_grad() { Some(c.where_cond(&zero, g)?.sum_to(tb.dims())?) } else { None };
             Ok(vec![ga, gb])
         })
     }
@@ -261,23 +209,9 @@ impl Tensor {
         if dtype == self.dtype() {
             return Ok(self.clone());
         }
-        let s = self
-            .device()
-            .backend()
-            .to_dtype(&**self.storage(), self.layout(), dtype)?;
+        let s = self.device().backend().to_dtype(&**self.storage(), self.layout(), dtype)?;
         let from = self.dtype();
-        let inputs: &[&Tensor] = if dtype.is_float() && from.is_float() {
-            &[self]
-        } else {
-            &[]
-        };
-        Tensor::from_op(
-            s,
-            self.dims(),
-            self.device(),
-            "to_dtype",
-            inputs,
-            move |g| Ok(vec![Some(g.to_dtype(from)?)]),
-        )
+        let inputs: &[&Tensor] = if dtype.is_float() && from.is_float() { &[self] } else { &[] };
+        Tensor::from_op(s, self.dims(), self.device(), "to_dtype", inputs, move |g| Ok(vec![Some(g.to_dtype(from)?)]))
     }
 }

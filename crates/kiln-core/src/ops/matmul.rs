@@ -16,11 +16,7 @@ impl Tensor {
         check_compute("matmul", self)?;
         let (ra, rb) = (self.rank(), rhs.rank());
         if ra < 2 || rb < 2 || self.dims()[ra - 1] != rhs.dims()[rb - 2] {
-            return Err(Error::ShapeMismatch {
-                op: "matmul",
-                lhs: self.dims().to_vec(),
-                rhs: rhs.dims().to_vec(),
-            });
+            return Err(Error::ShapeMismatch { op: "matmul", lhs: self.dims().to_vec(), rhs: rhs.dims().to_vec() });
         }
         // (…, M, K)·(K, N): fold the batch into M for one large GEMM when that needs no copy.
         if rb == 2 && ra > 2 && self.is_contiguous() {
@@ -40,31 +36,13 @@ impl Tensor {
         out_shape.extend_from_slice(&[m, n]);
         let la = self.layout().broadcast_as(&sa)?;
         let lb = rhs.layout().broadcast_as(&sb)?;
-        let s = self
-            .device()
-            .backend()
-            .matmul(&**self.storage(), &la, &**rhs.storage(), &lb)?;
+        let s = self.device().backend().matmul(&**self.storage(), &la, &**rhs.storage(), &lb)?;
         let (a, b) = (self.clone(), rhs.clone());
-        Tensor::from_op(
-            s,
-            &out_shape,
-            self.device(),
-            "matmul",
-            &[self, rhs],
-            move |g| {
-                let ga = if a.requires_grad() {
-                    Some(g.matmul(&b.t()?)?.sum_to(a.dims())?)
-                } else {
-                    None
-                };
-                let gb = if b.requires_grad() {
-                    Some(a.t()?.matmul(g)?.sum_to(b.dims())?)
-                } else {
-                    None
-                };
-                Ok(vec![ga, gb])
-            },
-        )
+        Tensor::from_op(s, &out_shape, self.device(), "matmul", &[self, rhs], move |g| {
+            let ga = if a.requires_grad() { Some(g.matmul(&b.t()?)?.sum_to(a.dims())?) } else { None };
+            let gb = if b.requires_grad() { Some(a.t()?.matmul(g)?.sum_to(b.dims())?) } else { None };
+            Ok(vec![ga, gb])
+        })
     }
 
     /// `y = x·Wᵀ + b` with `W` (out, in) as stored by PyTorch/HF, `x` (…, in).

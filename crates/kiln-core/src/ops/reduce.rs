@@ -11,38 +11,23 @@ use crate::tensor::check_compute;
 use crate::{Error, Result, Tensor};
 
 fn resolve_dims(op: &'static str, dims: &[isize], rank: usize) -> Result<Vec<usize>> {
-    let mut out: Vec<usize> = dims
-        .iter()
-        .map(|&d| resolve_dim(op, d, rank))
-        .collect::<Result<_>>()?;
+    let mut out: Vec<usize> = dims.iter().map(|&d| resolve_dim(op, d, rank)).collect::<Result<_>>()?;
     out.sort_unstable();
     out.dedup();
     Ok(out)
 }
 
 fn keep_shape(shape: &[usize], dims: &[usize]) -> Vec<usize> {
-    shape
-        .iter()
-        .enumerate()
-        .map(|(i, &s)| if dims.contains(&i) { 1 } else { s })
-        .collect()
+    shape.iter().enumerate().map(|(i, &s)| if dims.contains(&i) { 1 } else { s }).collect()
 }
 
 fn squeeze_shape(shape: &[usize], dims: &[usize]) -> Vec<usize> {
-    shape
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !dims.contains(i))
-        .map(|(_, &s)| s)
-        .collect()
+    shape.iter().enumerate().filter(|(i, _)| !dims.contains(i)).map(|(_, &s)| s).collect()
 }
 
 impl Tensor {
     fn reduce_raw(&self, op: ReduceOp, dims: &[usize]) -> Result<Tensor> {
-        let s = self
-            .device()
-            .backend()
-            .reduce(op, &**self.storage(), self.layout(), dims)?;
+        let s = self.device().backend().reduce(op, &**self.storage(), self.layout(), dims)?;
         Tensor::from_storage(s, &keep_shape(self.dims(), dims), self.device())
     }
 
@@ -52,9 +37,7 @@ impl Tensor {
         let d = resolve_dims("sum", dims, self.rank())?;
         let r = self.reduce_raw(ReduceOp::Sum, &d)?;
         let in_shape = self.dims().to_vec();
-        let out = r.record("sum", &[self], move |g| {
-            Ok(vec![Some(g.broadcast_as(&in_shape)?)])
-        })?;
+        let out = r.record("sum", &[self], move |g| Ok(vec![Some(g.broadcast_as(&in_shape)?)]))?;
         if keepdim {
             Ok(out)
         } else {
@@ -81,13 +64,7 @@ impl Tensor {
         self.mean(&dims, false)
     }
 
-    fn extremum(
-        &self,
-        op: ReduceOp,
-        name: &'static str,
-        dims: &[isize],
-        keepdim: bool,
-    ) -> Result<Tensor> {
+    fn extremum(&self, op: ReduceOp, name: &'static str, dims: &[isize], keepdim: bool) -> Result<Tensor> {
         check_compute(name, self)?;
         let d = resolve_dims(name, dims, self.rank())?;
         if d.iter().any(|&i| self.dims()[i] == 0) {
@@ -122,13 +99,7 @@ impl Tensor {
         self.extremum(ReduceOp::Min, "min", dims, keepdim)
     }
 
-    fn arg_extremum(
-        &self,
-        op: ReduceOp,
-        name: &'static str,
-        dim: isize,
-        keepdim: bool,
-    ) -> Result<Tensor> {
+    fn arg_extremum(&self, op: ReduceOp, name: &'static str, dim: isize, keepdim: bool) -> Result<Tensor> {
         let d = resolve_dim(name, dim, self.rank())?;
         if self.dims()[d] == 0 {
             return Err(Error::BadShape {
@@ -163,11 +134,7 @@ impl Tensor {
         }
         let rank = self.rank();
         if shape.len() > rank {
-            return Err(Error::Broadcast {
-                op: "sum_to",
-                lhs: self.dims().to_vec(),
-                rhs: shape.to_vec(),
-            });
+            return Err(Error::Broadcast { op: "sum_to", lhs: self.dims().to_vec(), rhs: shape.to_vec() });
         }
         let lead = rank - shape.len();
         let mut dims: Vec<isize> = (0..lead as isize).collect();
@@ -176,11 +143,7 @@ impl Tensor {
             if s == 1 && have != 1 {
                 dims.push((lead + i) as isize);
             } else if s != have {
-                return Err(Error::Broadcast {
-                    op: "sum_to",
-                    lhs: self.dims().to_vec(),
-                    rhs: shape.to_vec(),
-                });
+                return Err(Error::Broadcast { op: "sum_to", lhs: self.dims().to_vec(), rhs: shape.to_vec() });
             }
         }
         self.sum(&dims, true)?.reshape(shape)

@@ -18,14 +18,8 @@ impl Tensor {
         let saved = y.clone();
         y.record(name, &[&x], move |g| {
             let g = g.contiguous()?;
-            let dx = saved.with_arg(|ya| {
-                g.with_arg(|ga| saved.device().backend().softmax_bwd(ya, ga, log))
-            })?;
-            Ok(vec![Some(Tensor::from_storage(
-                dx,
-                saved.dims(),
-                saved.device(),
-            )?)])
+            let dx = saved.with_arg(|ya| g.with_arg(|ga| saved.device().backend().softmax_bwd(ya, ga, log)))?;
+            Ok(vec![Some(Tensor::from_storage(dx, saved.dims(), saved.device())?)])
         })
     }
 

@@ -14,13 +14,8 @@ impl Tensor {
         if self.is_contiguous() {
             return Ok(self.clone());
         }
-        let s = self
-            .device()
-            .backend()
-            .copy_strided(&**self.storage(), self.layout())?;
-        Tensor::from_op(s, self.dims(), self.device(), "contiguous", &[self], |g| {
-            Ok(vec![Some(g.clone())])
-        })
+        let s = self.device().backend().copy_strided(&**self.storage(), self.layout())?;
+        Tensor::from_op(s, self.dims(), self.device(), "contiguous", &[self], |g| Ok(vec![Some(g.clone())]))
     }
 
     /// Same elements, new shape (one dim may be given as `usize::MAX`… use [`Tensor::reshape`]
@@ -39,9 +34,7 @@ impl Tensor {
         let src = self.contiguous()?;
         let v = src.with_layout(src.layout().reshape(shape)?);
         let in_shape = self.dims().to_vec();
-        v.record("reshape", &[&src], move |g| {
-            Ok(vec![Some(g.reshape(&in_shape)?)])
-        })
+        v.record("reshape", &[&src], move |g| Ok(vec![Some(g.reshape(&in_shape)?)]))
     }
 
     /// Reorders dims: output dim `i` is input dim `perm[i]`.
@@ -51,9 +44,7 @@ impl Tensor {
         for (i, &p) in perm.iter().enumerate() {
             inv[p] = i;
         }
-        v.record("permute", &[self], move |g| {
-            Ok(vec![Some(g.permute(&inv)?)])
-        })
+        v.record("permute", &[self], move |g| Ok(vec![Some(g.permute(&inv)?)]))
     }
 
     /// Swaps dims `d0` and `d1` (negative counts from the end).
@@ -89,9 +80,7 @@ impl Tensor {
         }
         let v = self.with_layout(self.layout().broadcast_as(shape)?);
         let in_shape = self.dims().to_vec();
-        v.record("broadcast_as", &[self], move |g| {
-            Ok(vec![Some(g.sum_to(&in_shape)?)])
-        })
+        v.record("broadcast_as", &[self], move |g| Ok(vec![Some(g.sum_to(&in_shape)?)]))
     }
 
     /// Inserts a size-1 dim at `dim` (`dim` may equal the rank).
@@ -100,17 +89,10 @@ impl Tensor {
         let mut shape = self.dims().to_vec();
         shape.insert(d, 1);
         let mut strides = self.layout().strides().to_vec();
-        strides.insert(
-            d,
-            strides
-                .get(d)
-                .map_or(1, |s| *s * shape.get(d + 1).copied().unwrap_or(1)),
-        );
+        strides.insert(d, strides.get(d).map_or(1, |s| *s * shape.get(d + 1).copied().unwrap_or(1)));
         let v = self.with_layout(Layout::new(shape, strides, self.layout().offset()));
         let in_shape = self.dims().to_vec();
-        v.record("unsqueeze", &[self], move |g| {
-            Ok(vec![Some(g.reshape(&in_shape)?)])
-        })
+        v.record("unsqueeze", &[self], move |g| Ok(vec![Some(g.reshape(&in_shape)?)]))
     }
 
     /// Removes dim `dim`, which must have size 1.
@@ -129,31 +111,21 @@ impl Tensor {
         strides.remove(d);
         let v = self.with_layout(Layout::new(shape, strides, self.layout().offset()));
         let in_shape = self.dims().to_vec();
-        v.record("squeeze", &[self], move |g| {
-            Ok(vec![Some(g.reshape(&in_shape)?)])
-        })
+        v.record("squeeze", &[self], move |g| Ok(vec![Some(g.reshape(&in_shape)?)]))
     }
 
     /// Concatenates tensors along `dim`; all other dims must agree.
     pub fn cat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
-        let first = tensors.first().ok_or(Error::Invalid {
-            op: "cat",
-            msg: "no tensors given".into(),
-        })?;
+        let first = tensors.first().ok_or(Error::Invalid { op: "cat", msg: "no tensors given".into() })?;
         let d = resolve_dim("cat", dim, first.rank())?;
         let mut shape = first.dims().to_vec();
         shape[d] = 0;
         for t in tensors {
             check_same_device("cat", first, t)?;
             check_same_dtype("cat", first, t)?;
-            let ok = t.rank() == first.rank()
-                && (0..t.rank()).all(|i| i == d || t.dims()[i] == first.dims()[i]);
+            let ok = t.rank() == first.rank() && (0..t.rank()).all(|i| i == d || t.dims()[i] == first.dims()[i]);
             if !ok {
-                return Err(Error::ShapeMismatch {
-                    op: "cat",
-                    lhs: first.dims().to_vec(),
-                    rhs: t.dims().to_vec(),
-                });
+                return Err(Error::ShapeMismatch { op: "cat", lhs: first.dims().to_vec(), rhs: t.dims().to_vec() });
             }
             shape[d] += t.dims()[d];
         }
@@ -162,8 +134,7 @@ impl Tensor {
         let mut start = 0;
         for t in tensors {
             let n = t.dims()[d];
-            out.with_layout(out.layout().narrow(d, start, n)?)
-                .assign_(t)?;
+            out.with_layout(out.layout().narrow(d, start, n)?).assign_(t)?;
             sizes.push(n);
             start += n;
         }

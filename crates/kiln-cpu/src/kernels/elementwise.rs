@@ -24,11 +24,7 @@ fn dense<'a, T: Copy + Default>(v: &'a [T], l: &Layout) -> Cow<'a, [T]> {
 }
 
 fn vec_arg<'a, T: Elem>(op: &'static str, s: &'a dyn Storage) -> Result<&'a Vec<T>> {
-    T::vec_of(s).ok_or(Error::UnsupportedDType {
-        op,
-        dtype: s.dtype(),
-        msg: "operands must share one compute dtype",
-    })
+    T::vec_of(s).ok_or(Error::UnsupportedDType { op, dtype: s.dtype(), msg: "operands must share one compute dtype" })
 }
 
 /// `out[i] = f(x[i])`, in parallel for large inputs.
@@ -43,10 +39,7 @@ fn map1<T: KFloat>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
 /// `out[i] = f(x[i], y[i])`, in parallel for large inputs.
 fn map2<T: KFloat>(x: &[T], y: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
     if x.len() >= PAR_MIN {
-        x.par_iter()
-            .zip(y.par_iter())
-            .map(|(&a, &b)| f(a, b))
-            .collect()
+        x.par_iter().zip(y.par_iter()).map(|(&a, &b)| f(a, b)).collect()
     } else {
         x.iter().zip(y).map(|(&a, &b)| f(a, b)).collect()
     }
@@ -69,12 +62,10 @@ fn unary_fwd<T: Elem>(op: UnaryOp, s: &dyn Storage, l: &Layout) -> Result<BoxSto
         UnaryOp::Sqr => map1(&x, |v| v * v),
         UnaryOp::Recip => map1(&x, |v| v.recip()),
         UnaryOp::Relu => map1(&x, |v| v.max(T::zero())),
-        UnaryOp::GeluErf => map1(&x, |v| {
-            c(0.5) * v * (T::one() + (v * c(std::f64::consts::FRAC_1_SQRT_2)).erf())
-        }),
-        UnaryOp::GeluTanh => map1(&x, |v| {
-            c(0.5) * v * (T::one() + (c(SQRT_2_OVER_PI) * (v + c(GELU_C) * v * v * v)).tanh())
-        }),
+        UnaryOp::GeluErf => map1(&x, |v| c(0.5) * v * (T::one() + (v * c(std::f64::consts::FRAC_1_SQRT_2)).erf())),
+        UnaryOp::GeluTanh => {
+            map1(&x, |v| c(0.5) * v * (T::one() + (c(SQRT_2_OVER_PI) * (v + c(GELU_C) * v * v * v)).tanh()))
+        }
         UnaryOp::Silu => map1(&x, |v| v * sigmoid(v)),
         UnaryOp::Sigmoid => map1(&x, sigmoid),
         UnaryOp::Powf(p) => map1(&x, |v| v.powf(c(p))),
@@ -155,13 +146,9 @@ fn zip_layouts<A: Copy + Sync, B: Copy + Sync, O: Copy + Default + Send>(
     if let (Some((a0, a1)), Some((b0, b1))) = (la.contiguous_range(), lb.contiguous_range()) {
         let (a, b) = (&a[a0..a1], &b[b0..b1]);
         if numel >= PAR_MIN {
-            out.par_iter_mut()
-                .zip(a.par_iter().zip(b.par_iter()))
-                .for_each(|(o, (&x, &y))| *o = f(x, y));
+            out.par_iter_mut().zip(a.par_iter().zip(b.par_iter())).for_each(|(o, (&x, &y))| *o = f(x, y));
         } else {
-            out.iter_mut()
-                .zip(a.iter().zip(b))
-                .for_each(|(o, (&x, &y))| *o = f(x, y));
+            out.iter_mut().zip(a.iter().zip(b)).for_each(|(o, (&x, &y))| *o = f(x, y));
         }
         return out;
     }
@@ -174,24 +161,14 @@ fn zip_layouts<A: Copy + Sync, B: Copy + Sync, O: Copy + Default + Send>(
         }
     };
     if numel >= PAR_MIN {
-        out.par_chunks_mut(n)
-            .zip(ra.par_iter().zip(rb.par_iter()))
-            .for_each(row);
+        out.par_chunks_mut(n).zip(ra.par_iter().zip(rb.par_iter())).for_each(row);
     } else {
-        out.chunks_mut(n)
-            .zip(ra.iter().zip(rb.iter()))
-            .for_each(row);
+        out.chunks_mut(n).zip(ra.iter().zip(rb.iter())).for_each(row);
     }
     out
 }
 
-fn binary_t<T: Elem>(
-    op: BinaryOp,
-    a: &dyn Storage,
-    la: &Layout,
-    b: &dyn Storage,
-    lb: &Layout,
-) -> Result<BoxStorage> {
+fn binary_t<T: Elem>(op: BinaryOp, a: &dyn Storage, la: &Layout, b: &dyn Storage, lb: &Layout) -> Result<BoxStorage> {
     let (x, y) = (vec_arg::<T>(op.name(), a)?, vec_arg::<T>(op.name(), b)?);
     let out = match op {
         BinaryOp::Add => zip_layouts(x, la, y, lb, |p, q| p + q),
@@ -231,54 +208,26 @@ impl ElementwiseOps for CpuBackend {
         ldy: &Layout,
     ) -> Result<BoxStorage> {
         if lx.shape() != ldy.shape() {
-            return Err(Error::ShapeMismatch {
-                op: op.name(),
-                lhs: lx.shape().to_vec(),
-                rhs: ldy.shape().to_vec(),
-            });
+            return Err(Error::ShapeMismatch { op: op.name(), lhs: lx.shape().to_vec(), rhs: ldy.shape().to_vec() });
         }
         dispatch_float!(op.name(), x.dtype(), unary_bwd_t(op, x, lx, dy, ldy))
     }
 
-    fn binary(
-        &self,
-        op: BinaryOp,
-        a: &dyn Storage,
-        la: &Layout,
-        b: &dyn Storage,
-        lb: &Layout,
-    ) -> Result<BoxStorage> {
+    fn binary(&self, op: BinaryOp, a: &dyn Storage, la: &Layout, b: &dyn Storage, lb: &Layout) -> Result<BoxStorage> {
         if la.shape() != lb.shape() {
-            return Err(Error::ShapeMismatch {
-                op: op.name(),
-                lhs: la.shape().to_vec(),
-                rhs: lb.shape().to_vec(),
-            });
+            return Err(Error::ShapeMismatch { op: op.name(), lhs: la.shape().to_vec(), rhs: lb.shape().to_vec() });
         }
         dispatch_float!(op.name(), a.dtype(), binary_t(op, a, la, b, lb))
     }
 
-    fn cmp(
-        &self,
-        op: CmpOp,
-        a: &dyn Storage,
-        la: &Layout,
-        b: &dyn Storage,
-        lb: &Layout,
-    ) -> Result<BoxStorage> {
+    fn cmp(&self, op: CmpOp, a: &dyn Storage, la: &Layout, b: &dyn Storage, lb: &Layout) -> Result<BoxStorage> {
         let out = match (cpu("cmp", a)?, cpu("cmp", b)?) {
             (CpuStorage::F32(x), CpuStorage::F32(y)) => zip_layouts(x, la, y, lb, cmp_fn(op)),
             (CpuStorage::F64(x), CpuStorage::F64(y)) => zip_layouts(x, la, y, lb, cmp_fn(op)),
             (CpuStorage::I32(x), CpuStorage::I32(y)) => zip_layouts(x, la, y, lb, cmp_fn(op)),
             (CpuStorage::I64(x), CpuStorage::I64(y)) => zip_layouts(x, la, y, lb, cmp_fn(op)),
             (CpuStorage::U8(x), CpuStorage::U8(y)) => zip_layouts(x, la, y, lb, cmp_fn(op)),
-            (x, y) => {
-                return Err(Error::DTypeMismatch {
-                    op: "cmp",
-                    lhs: x.dtype(),
-                    rhs: y.dtype(),
-                })
-            }
+            (x, y) => return Err(Error::DTypeMismatch { op: "cmp", lhs: x.dtype(), rhs: y.dtype() }),
         };
         Ok(CpuStorage::U8(out).boxed())
     }
@@ -304,13 +253,7 @@ impl ElementwiseOps for CpuBackend {
             ($x:expr, $y:expr, $var:ident) => {{
                 let pick_a = zip_layouts(cond, lc, $x, la, |m, v| (m, v));
                 let lo = Layout::contiguous(la.shape());
-                CpuStorage::$var(zip_layouts(&pick_a, &lo, $y, lb, |(m, v), w| {
-                    if m != 0 {
-                        v
-                    } else {
-                        w
-                    }
-                }))
+                CpuStorage::$var(zip_layouts(&pick_a, &lo, $y, lb, |(m, v), w| if m != 0 { v } else { w }))
             }};
         }
         let out = match (cpu("where_cond", a)?, cpu("where_cond", b)?) {
@@ -319,13 +262,7 @@ impl ElementwiseOps for CpuBackend {
             (CpuStorage::I32(x), CpuStorage::I32(y)) => sel!(x, y, I32),
             (CpuStorage::I64(x), CpuStorage::I64(y)) => sel!(x, y, I64),
             (CpuStorage::U8(x), CpuStorage::U8(y)) => sel!(x, y, U8),
-            (x, y) => {
-                return Err(Error::DTypeMismatch {
-                    op: "where_cond",
-                    lhs: x.dtype(),
-                    rhs: y.dtype(),
-                })
-            }
+            (x, y) => return Err(Error::DTypeMismatch { op: "where_cond", lhs: x.dtype(), rhs: y.dtype() }),
         };
         Ok(out.boxed())
     }

@@ -7,17 +7,7 @@ use std::ops::{AddAssign, DivAssign, MulAssign, SubAssign};
 
 /// A float the kernels are generic over.
 pub trait KFloat:
-    Float
-    + AddAssign
-    + SubAssign
-    + MulAssign
-    + DivAssign
-    + Sum
-    + Debug
-    + Default
-    + Send
-    + Sync
-    + 'static
+    Float + AddAssign + SubAssign + MulAssign + DivAssign + Sum + Debug + Default + Send + Sync + 'static
 {
     /// Converts from `f64` (rounding).
     fn c(x: f64) -> Self;

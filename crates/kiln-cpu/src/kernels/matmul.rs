@@ -16,13 +16,7 @@ const GEMM_PAR_MIN: usize = 1 << 18;
 /// Storage offsets of every batch matrix (all dims but the last two).
 fn batch_offsets(l: &Layout) -> Vec<usize> {
     let r = l.rank();
-    Layout::new(
-        l.shape()[..r - 2].to_vec(),
-        l.strides()[..r - 2].to_vec(),
-        l.offset(),
-    )
-    .offsets()
-    .collect()
+    Layout::new(l.shape()[..r - 2].to_vec(), l.strides()[..r - 2].to_vec(), l.offset()).offsets().collect()
 }
 
 /// One `C = A·B` with explicit strides, `C` contiguous (row stride `n`).
@@ -67,34 +61,17 @@ unsafe fn gemm_one<T: KFloat>(
     );
 }
 
-fn matmul_t<T: Elem>(
-    a: &dyn Storage,
-    la: &Layout,
-    b: &dyn Storage,
-    lb: &Layout,
-) -> Result<BoxStorage> {
-    let bad = || Error::ShapeMismatch {
-        op: "matmul",
-        lhs: la.shape().to_vec(),
-        rhs: lb.shape().to_vec(),
-    };
+fn matmul_t<T: Elem>(a: &dyn Storage, la: &Layout, b: &dyn Storage, lb: &Layout) -> Result<BoxStorage> {
+    let bad = || Error::ShapeMismatch { op: "matmul", lhs: la.shape().to_vec(), rhs: lb.shape().to_vec() };
     let (x, y) = (T::vec_of(a).ok_or_else(bad)?, T::vec_of(b).ok_or_else(bad)?);
     let r = la.rank();
-    if r < 2
-        || lb.rank() != r
-        || la.shape()[..r - 2] != lb.shape()[..r - 2]
-        || la.shape()[r - 1] != lb.shape()[r - 2]
-    {
+    if r < 2 || lb.rank() != r || la.shape()[..r - 2] != lb.shape()[..r - 2] || la.shape()[r - 1] != lb.shape()[r - 2] {
         return Err(bad());
     }
     let (m, k, n) = (la.shape()[r - 2], la.shape()[r - 1], lb.shape()[r - 1]);
     for (l, len) in [(la, x.len()), (lb, y.len())] {
-        let reach = l.offset()
-            + l.shape()
-                .iter()
-                .zip(l.strides())
-                .map(|(&d, &s)| d.saturating_sub(1) * s)
-                .sum::<usize>();
+        let reach =
+            l.offset() + l.shape().iter().zip(l.strides()).map(|(&d, &s)| d.saturating_sub(1) * s).sum::<usize>();
         if l.numel() > 0 && reach >= len {
             return Err(Error::BadShape {
                 op: "matmul",
@@ -117,32 +94,14 @@ fn matmul_t<T: Elem>(
     let work = m * n * k;
     let run = |c: &mut [T], a0: usize, b0: usize, par: Parallelism| {
         // SAFETY: the reach check above keeps every strided read inside `x`/`y`; `c` has m·n slots.
-        unsafe {
-            gemm_one(
-                m,
-                n,
-                k,
-                c.as_mut_ptr(),
-                x.as_ptr().add(a0),
-                ars,
-                acs,
-                y.as_ptr().add(b0),
-                brs,
-                bcs,
-                par,
-            )
-        }
+        unsafe { gemm_one(m, n, k, c.as_mut_ptr(), x.as_ptr().add(a0), ars, acs, y.as_ptr().add(b0), brs, bcs, par) }
     };
     if oa.len() >= threads && work < GEMM_PAR_MIN * 4 {
         out.par_chunks_mut(m * n)
             .zip(oa.par_iter().zip(ob.par_iter()))
             .for_each(|(c, (&a0, &b0))| run(c, a0, b0, Parallelism::None));
     } else {
-        let par = if work >= GEMM_PAR_MIN && threads > 1 {
-            Parallelism::Rayon(threads)
-        } else {
-            Parallelism::None
-        };
+        let par = if work >= GEMM_PAR_MIN && threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
         for (c, (&a0, &b0)) in out.chunks_mut(m * n).zip(oa.iter().zip(ob.iter())) {
             run(c, a0, b0, par);
         }
@@ -151,13 +110,7 @@ fn matmul_t<T: Elem>(
 }
 
 impl MatmulOps for CpuBackend {
-    fn matmul(
-        &self,
-        a: &dyn Storage,
-        la: &Layout,
-        b: &dyn Storage,
-        lb: &Layout,
-    ) -> Result<BoxStorage> {
+    fn matmul(&self, a: &dyn Storage, la: &Layout, b: &dyn Storage, lb: &Layout) -> Result<BoxStorage> {
         dispatch_float!("matmul", a.dtype(), matmul_t(a, la, b, lb))
     }
 }

@@ -9,20 +9,12 @@ use kiln_core::{DType, Error, HostData, Layout, Result};
 
 fn check_fits(op: &'static str, s: &dyn Storage, l: &Layout) -> Result<()> {
     // The largest offset a layout reaches must be inside the storage.
-    let max = l.offset()
-        + l.shape()
-            .iter()
-            .zip(l.strides())
-            .map(|(&n, &st)| n.saturating_sub(1) * st)
-            .sum::<usize>();
+    let max = l.offset() + l.shape().iter().zip(l.strides()).map(|(&n, &st)| n.saturating_sub(1) * st).sum::<usize>();
     if l.numel() > 0 && max >= s.len() {
         return Err(Error::BadShape {
             op,
             shape: l.shape().to_vec(),
-            msg: format!(
-                "view reaches element {max} of a {}-element storage",
-                s.len()
-            ),
+            msg: format!("view reaches element {max} of a {}-element storage", s.len()),
         });
     }
     Ok(())
@@ -99,36 +91,20 @@ impl MemoryOps for CpuBackend {
         let s = cpu("to_dtype", s)?;
         // Fast, exact paths for the common float conversions; everything else goes through f64.
         let out = match (s, dtype) {
-            (CpuStorage::F32(v), DType::F16) => {
-                CpuStorage::F16(gather(v, l).into_iter().map(f16::from_f32).collect())
-            }
+            (CpuStorage::F32(v), DType::F16) => CpuStorage::F16(gather(v, l).into_iter().map(f16::from_f32).collect()),
             (CpuStorage::F32(v), DType::BF16) => {
                 CpuStorage::BF16(gather(v, l).into_iter().map(bf16::from_f32).collect())
             }
-            (CpuStorage::F16(v), DType::F32) => {
-                CpuStorage::F32(gather(v, l).into_iter().map(f16::to_f32).collect())
-            }
-            (CpuStorage::BF16(v), DType::F32) => {
-                CpuStorage::F32(gather(v, l).into_iter().map(bf16::to_f32).collect())
-            }
+            (CpuStorage::F16(v), DType::F32) => CpuStorage::F32(gather(v, l).into_iter().map(f16::to_f32).collect()),
+            (CpuStorage::BF16(v), DType::F32) => CpuStorage::F32(gather(v, l).into_iter().map(bf16::to_f32).collect()),
             _ => CpuStorage::from_host(HostData::from_f64_slice(&to_f64_vec(s, l), dtype)),
         };
         Ok(out.boxed())
     }
 
-    fn copy_into(
-        &self,
-        dst: &mut dyn Storage,
-        dl: &Layout,
-        src: &dyn Storage,
-        sl: &Layout,
-    ) -> Result<()> {
+    fn copy_into(&self, dst: &mut dyn Storage, dl: &Layout, src: &dyn Storage, sl: &Layout) -> Result<()> {
         if dl.shape() != sl.shape() {
-            return Err(Error::ShapeMismatch {
-                op: "copy_into",
-                lhs: dl.shape().to_vec(),
-                rhs: sl.shape().to_vec(),
-            });
+            return Err(Error::ShapeMismatch { op: "copy_into", lhs: dl.shape().to_vec(), rhs: sl.shape().to_vec() });
         }
         check_fits("copy_into", dst, dl)?;
         check_fits("copy_into", src, sl)?;

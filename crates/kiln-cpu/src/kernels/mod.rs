@@ -1,13 +1,17 @@
 //! CPU kernels, one file per concern; fused ops keep forward and backward side by side.
 
+mod attention;
+mod cross_entropy;
 mod elementwise;
 pub(crate) mod float;
 mod fused;
 mod index;
+mod layer_norm;
 mod matmul;
 mod memory;
 mod random;
 mod reduce;
+mod rms_norm;
 mod softmax;
 pub(crate) mod strided;
 

@@ -11,8 +11,7 @@ use rayon::prelude::*;
 /// splitmix64 of `(seed, counter)`.
 #[inline(always)]
 pub(crate) fn mix(seed: u64, counter: u64) -> u64 {
-    let mut z =
-        seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ counter.wrapping_add(0xD1B5_4A32_D192_ED03);
+    let mut z = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ counter.wrapping_add(0xD1B5_4A32_D192_ED03);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -34,12 +33,7 @@ fn normal(seed: u64, counter: u64) -> f64 {
 
 fn fill(dtype: DType, len: usize, f: impl Fn(u64) -> f64 + Sync) -> BoxStorage {
     match dtype {
-        DType::F32 => CpuStorage::F32(
-            (0..len)
-                .into_par_iter()
-                .map(|i| f(i as u64) as f32)
-                .collect(),
-        ),
+        DType::F32 => CpuStorage::F32((0..len).into_par_iter().map(|i| f(i as u64) as f32).collect()),
         DType::F64 => CpuStorage::F64((0..len).into_par_iter().map(|i| f(i as u64)).collect()),
         d => {
             let v: Vec<f64> = (0..len).into_par_iter().map(|i| f(i as u64)).collect();
@@ -50,25 +44,11 @@ fn fill(dtype: DType, len: usize, f: impl Fn(u64) -> f64 + Sync) -> BoxStorage {
 }
 
 impl RandomOps for CpuBackend {
-    fn rand_uniform(
-        &self,
-        dtype: DType,
-        len: usize,
-        lo: f64,
-        hi: f64,
-        seed: u64,
-    ) -> Result<BoxStorage> {
+    fn rand_uniform(&self, dtype: DType, len: usize, lo: f64, hi: f64, seed: u64) -> Result<BoxStorage> {
         Ok(fill(dtype, len, |i| lo + (hi - lo) * uniform(seed, i)))
     }
 
-    fn rand_normal(
-        &self,
-        dtype: DType,
-        len: usize,
-        mean: f64,
-        std: f64,
-        seed: u64,
-    ) -> Result<BoxStorage> {
+    fn rand_normal(&self, dtype: DType, len: usize, mean: f64, std: f64, seed: u64) -> Result<BoxStorage> {
         Ok(fill(dtype, len, |i| mean + std * normal(seed, i)))
     }
 }

@@ -8,42 +8,21 @@ use kiln_core::backend::{BoxStorage, ReduceOp, ReduceOps, Storage};
 use kiln_core::{Error, Layout, Result};
 use rayon::prelude::*;
 
-fn reduce_t<T: Elem>(
-    op: ReduceOp,
-    s: &dyn Storage,
-    l: &Layout,
-    dims: &[usize],
-) -> Result<BoxStorage> {
-    let x = T::vec_of(s).ok_or(Error::UnsupportedDType {
-        op: "reduce",
-        dtype: s.dtype(),
-        msg: "f32 or f64",
-    })?;
+fn reduce_t<T: Elem>(op: ReduceOp, s: &dyn Storage, l: &Layout, dims: &[usize]) -> Result<BoxStorage> {
+    let x = T::vec_of(s).ok_or(Error::UnsupportedDType { op: "reduce", dtype: s.dtype(), msg: "f32 or f64" })?;
     let rank = l.rank();
     if dims.iter().any(|&d| d >= rank) {
-        return Err(Error::DimOutOfRange {
-            op: "reduce",
-            dim: dims.iter().copied().max().unwrap_or(0) as isize,
-            rank,
-        });
+        return Err(Error::DimOutOfRange { op: "reduce", dim: dims.iter().copied().max().unwrap_or(0) as isize, rank });
     }
     if matches!(op, ReduceOp::ArgMax | ReduceOp::ArgMin) && dims.len() != 1 {
-        return Err(Error::Invalid {
-            op: "reduce",
-            msg: "argmax/argmin take exactly one dim".into(),
-        });
+        return Err(Error::Invalid { op: "reduce", msg: "argmax/argmin take exactly one dim".into() });
     }
     let mut perm: Vec<usize> = (0..rank).filter(|d| !dims.contains(d)).collect();
     perm.extend_from_slice(dims);
     let lp = l.permute(&perm)?;
     let inner: usize = dims.iter().map(|&d| l.shape()[d]).product();
     let outer = if inner == 0 {
-        l.shape()
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !dims.contains(i))
-            .map(|(_, &n)| n)
-            .product()
+        l.shape().iter().enumerate().filter(|(i, _)| !dims.contains(i)).map(|(_, &n)| n).product()
     } else {
         l.numel() / inner
     };
@@ -52,20 +31,8 @@ fn reduce_t<T: Elem>(
     let run = |vals: &mut dyn Iterator<Item = T>| -> f64 {
         match op {
             ReduceOp::Sum => vals.map(|v| v.f64()).sum(),
-            ReduceOp::Max => vals.fold(f64::NEG_INFINITY, |m, v| {
-                if v.f64() > m || v.is_nan() {
-                    v.f64()
-                } else {
-                    m
-                }
-            }),
-            ReduceOp::Min => vals.fold(f64::INFINITY, |m, v| {
-                if v.f64() < m || v.is_nan() {
-                    v.f64()
-                } else {
-                    m
-                }
-            }),
+            ReduceOp::Max => vals.fold(f64::NEG_INFINITY, |m, v| if v.f64() > m || v.is_nan() { v.f64() } else { m }),
+            ReduceOp::Min => vals.fold(f64::INFINITY, |m, v| if v.f64() < m || v.is_nan() { v.f64() } else { m }),
             ReduceOp::ArgMax | ReduceOp::ArgMin => {
                 let mut best = (0usize, None::<f64>);
                 for (i, v) in vals.enumerate() {
@@ -101,8 +68,7 @@ fn reduce_t<T: Elem>(
                 out.iter_mut().zip(data.chunks(inner)).for_each(f);
             }
         } else {
-            out.iter_mut()
-                .for_each(|o| *o = run(&mut std::iter::empty()));
+            out.iter_mut().for_each(|o| *o = run(&mut std::iter::empty()));
         }
     } else {
         let mut offs = lp.offsets();
@@ -111,21 +77,13 @@ fn reduce_t<T: Elem>(
         }
     }
     Ok(match op {
-        ReduceOp::ArgMax | ReduceOp::ArgMin => {
-            CpuStorage::I64(out.into_iter().map(|v| v as i64).collect()).boxed()
-        }
+        ReduceOp::ArgMax | ReduceOp::ArgMin => CpuStorage::I64(out.into_iter().map(|v| v as i64).collect()).boxed(),
         _ => T::wrap(out.into_iter().map(T::c).collect()),
     })
 }
 
 impl ReduceOps for CpuBackend {
-    fn reduce(
-        &self,
-        op: ReduceOp,
-        x: &dyn Storage,
-        lx: &Layout,
-        dims: &[usize],
-    ) -> Result<BoxStorage> {
+    fn reduce(&self, op: ReduceOp, x: &dyn Storage, lx: &Layout, dims: &[usize]) -> Result<BoxStorage> {
         dispatch_float!("reduce", x.dtype(), reduce_t(op, x, lx, dims))
     }
 }

@@ -14,20 +14,12 @@ use rayon::prelude::*;
 fn last_dim(op: &'static str, a: Arg) -> Result<usize> {
     match a.1.shape().last() {
         Some(&c) if c > 0 => Ok(c),
-        _ => Err(Error::BadShape {
-            op,
-            shape: a.1.shape().to_vec(),
-            msg: "needs a non-empty last dim".into(),
-        }),
+        _ => Err(Error::BadShape { op, shape: a.1.shape().to_vec(), msg: "needs a non-empty last dim".into() }),
     }
 }
 
 /// Runs `f(out_row, rows_of_inputs…)` over rows, in parallel for large tensors.
-pub(crate) fn for_rows<T: Send + Sync>(
-    out: &mut [T],
-    c: usize,
-    f: impl Fn(usize, &mut [T]) + Sync,
-) {
+pub(crate) fn for_rows<T: Send + Sync>(out: &mut [T], c: usize, f: impl Fn(usize, &mut [T]) + Sync) {
     if out.len() >= PAR_MIN {
         out.par_chunks_mut(c).enumerate().for_each(|(r, o)| f(r, o));
     } else {
@@ -64,11 +56,7 @@ fn backward_t<T: Elem>(y: Arg, dy: Arg, log: bool) -> Result<BoxStorage> {
     let c = last_dim("softmax_bwd", y)?;
     let (ys, gs) = (T::slice("softmax_bwd", y)?, T::slice("softmax_bwd", dy)?);
     if ys.len() != gs.len() {
-        return Err(Error::ShapeMismatch {
-            op: "softmax_bwd",
-            lhs: y.1.shape().to_vec(),
-            rhs: dy.1.shape().to_vec(),
-        });
+        return Err(Error::ShapeMismatch { op: "softmax_bwd", lhs: y.1.shape().to_vec(), rhs: dy.1.shape().to_vec() });
     }
     let mut dx = vec![T::zero(); ys.len()];
     for_rows(&mut dx, c, |r, dr| {

@@ -11,11 +11,7 @@ pub fn row_starts(l: &Layout) -> Vec<usize> {
     if r == 0 {
         return vec![l.offset()];
     }
-    let outer = Layout::new(
-        l.shape()[..r - 1].to_vec(),
-        l.strides()[..r - 1].to_vec(),
-        l.offset(),
-    );
+    let outer = Layout::new(l.shape()[..r - 1].to_vec(), l.strides()[..r - 1].to_vec(), l.offset());
     if l.shape()[r - 1] == 0 {
         return Vec::new();
     }

@@ -1,0 +1,12 @@
+//! rms_norm kernels (forward and backward side by side). Placeholder until implemented.
+
+use kiln_core::backend::{Arg, BoxStorage};
+use kiln_core::{Error, Result};
+
+pub(crate) fn forward(_x: Arg, _w: Option<Arg>, _eps: f64) -> Result<(BoxStorage, BoxStorage)> {
+    Err(Error::NotImplemented { op: "rms_norm", backend: "cpu" })
+}
+
+pub(crate) fn backward(_x: Arg, _w: Option<Arg>, _rstd: Arg, _dy: Arg) -> Result<(BoxStorage, Option<BoxStorage>)> {
+    Err(Error::NotImplemented { op: "rms_norm_bwd", backend: "cpu" })
+}
