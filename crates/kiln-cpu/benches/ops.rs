@@ -1,0 +1,8 @@
+//! Criterion benchmarks (placeholder: filled in with the benchmark suite).
+
+use criterion::{criterion_group, criterion_main, Criterion};
+
+fn placeholder(_c: &mut Criterion) {}
+
+criterion_group!(benches, placeholder);
+criterion_main!(benches);
