@@ -158,3 +158,49 @@ fn argmax_and_compare() {
     xg.max(&[1], false).unwrap().sum_all().unwrap().backward().unwrap();
     assert_eq!(xg.grad().unwrap().to_vec::<f32>().unwrap(), vec![0.0, 0.5, 0.5, 0.0, 0.0, 1.0]);
 }
+
+#[test]
+fn modules_report_named_parameters() {
+    use kiln_core::module::{join, Module};
+    struct Attn {
+        qkv: Tensor,
+        proj: Tensor,
+    }
+    impl Module for Attn {
+        fn visit_params(&self, p: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+            self.qkv.visit_params(&join(p, "qkv.weight"), f);
+            self.proj.visit_params(&join(p, "proj.weight"), f);
+        }
+    }
+    struct Block {
+        attn: Attn,
+        ln: Option<Tensor>,
+    }
+    impl Module for Block {
+        fn visit_params(&self, p: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+            self.attn.visit_params(&join(p, "attn"), f);
+            self.ln.visit_params(&join(p, "ln_1.weight"), f);
+        }
+    }
+    let z = |n: usize| Tensor::zeros(&[n], DType::F32, &kiln_cpu::cpu()).unwrap();
+    let h = vec![
+        Block { attn: Attn { qkv: z(6), proj: z(2) }, ln: Some(z(2)) },
+        Block { attn: Attn { qkv: z(6), proj: z(2) }, ln: None },
+    ];
+    let names: Vec<String> = h.named_parameters().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        vec!["0.attn.qkv.weight", "0.attn.proj.weight", "0.ln_1.weight", "1.attn.qkv.weight", "1.attn.proj.weight"]
+    );
+    struct Model {
+        h: Vec<Block>,
+    }
+    impl Module for Model {
+        fn visit_params(&self, p: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+            self.h.visit_params(&join(p, "h"), f);
+        }
+    }
+    let m = Model { h };
+    assert_eq!(m.named_parameters()[0].0, "h.0.attn.qkv.weight");
+    assert_eq!(m.num_params(), 6 + 2 + 2 + 6 + 2);
+}
