@@ -133,7 +133,9 @@ pub fn gradcheck(
             let err = (analytic[j] - numeric).abs();
             max_abs_err = max_abs_err.max(err);
             checked += 1;
-            if !(err <= opts.atol + opts.rtol * numeric.abs()) {
+            // NaN in either gradient fails too.
+            let ok = err <= opts.atol + opts.rtol * numeric.abs();
+            if !ok {
                 return Err(Error::Invalid {
                     op: "gradcheck",
                     msg: format!(

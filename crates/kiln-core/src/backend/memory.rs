@@ -10,6 +10,7 @@ pub trait MemoryOps {
     /// A buffer filled with `value` (converted to `dtype`).
     fn full(&self, dtype: DType, len: usize, value: f64) -> Result<BoxStorage>;
     /// Uploads host data.
+    #[allow(clippy::wrong_self_convention)]
     fn from_host(&self, data: HostData) -> Result<BoxStorage>;
     /// Downloads the elements of `layout` (row-major order) to the host.
     fn to_host(&self, s: &dyn Storage, layout: &Layout) -> Result<HostData>;

@@ -173,7 +173,7 @@ impl Tensor {
     /// Splits along `dim` into `n` equal pieces.
     pub fn chunk(&self, n: usize, dim: isize) -> Result<Vec<Tensor>> {
         let d = resolve_dim("chunk", dim, self.rank())?;
-        if n == 0 || self.dims()[d] % n != 0 {
+        if n == 0 || !self.dims()[d].is_multiple_of(n) {
             return Err(Error::BadShape {
                 op: "chunk",
                 shape: self.dims().to_vec(),
