@@ -21,11 +21,7 @@ fn reduce_t<T: Elem>(op: ReduceOp, s: &dyn Storage, l: &Layout, dims: &[usize]) 
     perm.extend_from_slice(dims);
     let lp = l.permute(&perm)?;
     let inner: usize = dims.iter().map(|&d| l.shape()[d]).product();
-    let outer = if inner == 0 {
-        l.shape().iter().enumerate().filter(|(i, _)| !dims.contains(i)).map(|(_, &n)| n).product()
-    } else {
-        l.numel() / inner
-    };
+    let outer: usize = l.shape().iter().enumerate().filter(|(i, _)| !dims.contains(i)).map(|(_, &n)| n).product();
 
     // One run of `inner` values per output element.
     let run = |vals: &mut dyn Iterator<Item = T>| -> f64 {

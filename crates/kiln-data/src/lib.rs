@@ -1,0 +1,17 @@
+//! # kiln-data
+//!
+//! Everything between a text file and a training batch: the shipped public-domain corpus
+//! ([`corpus`]), tokenizers — character-level and byte-level BPE trained with the `tokenizers`
+//! crate and saved as `tokenizer.json` ([`tokenizer`]), a memory-mapped token file written once
+//! ([`token_file`]), and seeded random `(x, y)` batches over a train/val split ([`batches`]).
+
+pub mod batches;
+pub mod corpus;
+mod error;
+pub mod token_file;
+pub mod tokenizer;
+
+pub use batches::{Batcher, Split};
+pub use error::{DataError, Result};
+pub use token_file::TokenFile;
+pub use tokenizer::{CharTokenizer, Tokenizer};
