@@ -205,7 +205,7 @@ impl Tensor {
     pub fn storage(&self) -> RwLockReadGuard<'_, BoxStorage> {
         self.0.storage.read().unwrap_or_else(|e| e.into_inner())
     }
-    fn storage_mut(&self) -> RwLockWriteGuard<'_, BoxStorage> {
+    pub(crate) fn storage_mut(&self) -> RwLockWriteGuard<'_, BoxStorage> {
         self.0.storage.write().unwrap_or_else(|e| e.into_inner())
     }
 

@@ -13,6 +13,7 @@ mod fused;
 mod index;
 mod matmul;
 mod memory;
+mod optim;
 mod random;
 mod reduce;
 
@@ -21,6 +22,7 @@ pub use fused::{AttentionArgs, FusedOps};
 pub use index::IndexOps;
 pub use matmul::MatmulOps;
 pub use memory::MemoryOps;
+pub use optim::{AdamWStep, OptimOps};
 pub use random::RandomOps;
 pub use reduce::{ReduceOp, ReduceOps};
 
@@ -54,7 +56,17 @@ pub type BoxStorage = Box<dyn Storage>;
 
 /// Everything a device can do; implemented by each backend.
 pub trait Backend:
-    MemoryOps + ElementwiseOps + ReduceOps + MatmulOps + FusedOps + IndexOps + RandomOps + Send + Sync + fmt::Debug
+    MemoryOps
+    + ElementwiseOps
+    + ReduceOps
+    + MatmulOps
+    + FusedOps
+    + IndexOps
+    + RandomOps
+    + OptimOps
+    + Send
+    + Sync
+    + fmt::Debug
 {
     /// Short name (`cpu`, `cuda:0`).
     fn name(&self) -> &'static str;

@@ -6,6 +6,7 @@
 
 mod elementwise;
 mod matmul;
+mod optim;
 mod reduce;
 mod softmax;
 mod view;

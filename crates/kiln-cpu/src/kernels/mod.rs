@@ -1,5 +1,6 @@
 //! CPU kernels, one file per concern; fused ops keep forward and backward side by side.
 
+mod adamw;
 mod attention;
 mod cross_entropy;
 mod elementwise;
