@@ -13,6 +13,7 @@ mod dtype;
 mod error;
 pub mod gradcheck;
 pub mod module;
+pub mod safetensors;
 pub mod ops;
 pub mod shape;
 mod tensor;
