@@ -1,0 +1,13 @@
+//! # kiln-train
+//!
+//! Training machinery from the book's chapter 11: the AdamW optimizer with decoupled weight decay
+//! ([`AdamW`]), learning-rate schedules ([`schedule`]: warmup + cosine, Noam, constant), and
+//! gradient clipping by global norm ([`clip_grad_norm`]).
+
+mod adamw;
+mod clip;
+pub mod schedule;
+
+pub use adamw::{AdamW, AdamWConfig};
+pub use clip::clip_grad_norm;
+pub use schedule::{ConstantSchedule, LrSchedule, NoamSchedule, WarmupCosine};
