@@ -5,9 +5,11 @@
 //! (`tests/gradcheck.rs`) fails if any of them is never exercised by a finite-difference check.
 
 mod elementwise;
+mod layer_norm;
 mod matmul;
 mod optim;
 mod reduce;
+mod rms_norm;
 mod softmax;
 mod view;
 

@@ -13,6 +13,7 @@ mod memory;
 mod random;
 mod reduce;
 mod rms_norm;
+mod rows;
 mod softmax;
 pub(crate) mod strided;
 

@@ -1,12 +1,63 @@
-//! rms_norm kernels (forward and backward side by side). Placeholder until implemented.
+//! RMSNorm over the last dim, forward and backward side by side (Zhang & Sennrich 2019; seed 001).
+//!
+//! Forward, per row of C: `rstd = 1/√(mean x² + ε)`, `y = x·rstd·w`. Saved: `rstd` per row.
+//! Backward: with `ĝ = w·dy`, `dx = rstd·(ĝ − x·rstd²·mean(ĝ·x))`, `dw = Σ_rows dy·x·rstd`.
 
+use super::rows::{partial_sums, rows_of};
+use crate::storage::{dispatch_float, Elem};
 use kiln_core::backend::{Arg, BoxStorage};
-use kiln_core::{Error, Result};
+use kiln_core::Result;
 
-pub(crate) fn forward(_x: Arg, _w: Option<Arg>, _eps: f64) -> Result<(BoxStorage, BoxStorage)> {
-    Err(Error::NotImplemented { op: "rms_norm", backend: "cpu" })
+fn forward_t<T: Elem>(x: Arg, w: Option<Arg>, eps: f64) -> Result<(BoxStorage, BoxStorage)> {
+    let (xs, n, c) = rows_of::<T>("rms_norm", x)?;
+    let w = w.map(|a| T::slice("rms_norm", a)).transpose()?;
+    let mut y = vec![T::zero(); n * c];
+    let mut rstd = vec![T::zero(); n];
+    super::softmax::for_rows_with(&mut y, &mut rstd, c, |r, yr, st| {
+        let xr = &xs[r * c..(r + 1) * c];
+        let ms = xr.iter().map(|v| v.f64() * v.f64()).sum::<f64>() / c as f64;
+        let rs = T::c(1.0 / (ms + eps).sqrt());
+        for (j, (o, &v)) in yr.iter_mut().zip(xr).enumerate() {
+            *o = match w {
+                Some(w) => v * rs * w[j],
+                None => v * rs,
+            };
+        }
+        *st = rs;
+    });
+    Ok((T::wrap(y), T::wrap(rstd)))
 }
 
-pub(crate) fn backward(_x: Arg, _w: Option<Arg>, _rstd: Arg, _dy: Arg) -> Result<(BoxStorage, Option<BoxStorage>)> {
-    Err(Error::NotImplemented { op: "rms_norm_bwd", backend: "cpu" })
+fn backward_t<T: Elem>(x: Arg, w: Option<Arg>, rstd: Arg, dy: Arg) -> Result<(BoxStorage, Option<BoxStorage>)> {
+    let (xs, n, c) = rows_of::<T>("rms_norm_bwd", x)?;
+    let (gs, _, _) = rows_of::<T>("rms_norm_bwd", dy)?;
+    let w = w.map(|a| T::slice("rms_norm_bwd", a)).transpose()?;
+    let rs = T::slice("rms_norm_bwd", rstd)?;
+    let mut dx = vec![T::zero(); n * c];
+    let (dw, _) = partial_sums(&mut dx, c, 1, |r, dxr, acc| {
+        let (xr, gr, s) = (&xs[r * c..(r + 1) * c], &gs[r * c..(r + 1) * c], rs[r]);
+        let mut dot = 0.0f64;
+        for j in 0..c {
+            let g = w.map_or(gr[j], |w| w[j] * gr[j]);
+            dot += (g * xr[j]).f64();
+            acc[j] += (gr[j] * xr[j] * s).f64();
+        }
+        let k = s * s * T::c(dot / c as f64);
+        for j in 0..c {
+            let g = w.map_or(gr[j], |w| w[j] * gr[j]);
+            dxr[j] = s * (g - xr[j] * k);
+        }
+    });
+    let dw = w.is_some().then(|| T::wrap(dw.into_iter().map(T::c).collect()));
+    Ok((T::wrap(dx), dw))
+}
+
+/// Forward kernel: `(y, rstd)`.
+pub(crate) fn forward(x: Arg, w: Option<Arg>, eps: f64) -> Result<(BoxStorage, BoxStorage)> {
+    dispatch_float!("rms_norm", x.0.dtype(), forward_t(x, w, eps))
+}
+
+/// Backward kernel: `(dx, dw)`; `dw` only with a weight.
+pub(crate) fn backward(x: Arg, w: Option<Arg>, rstd: Arg, dy: Arg) -> Result<(BoxStorage, Option<BoxStorage>)> {
+    dispatch_float!("rms_norm_bwd", x.0.dtype(), backward_t(x, w, rstd, dy))
 }

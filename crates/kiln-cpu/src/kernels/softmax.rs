@@ -27,6 +27,20 @@ pub(crate) fn for_rows<T: Send + Sync>(out: &mut [T], c: usize, f: impl Fn(usize
     }
 }
 
+/// Like [`for_rows`], also handing each row its own entry of `per_row` (row statistics).
+pub(crate) fn for_rows_with<T: Send + Sync, S: Send>(
+    out: &mut [T],
+    per_row: &mut [S],
+    c: usize,
+    f: impl Fn(usize, &mut [T], &mut S) + Sync,
+) {
+    if out.len() >= PAR_MIN {
+        out.par_chunks_mut(c).zip(per_row.par_iter_mut()).enumerate().for_each(|(r, (o, s))| f(r, o, s));
+    } else {
+        out.chunks_mut(c).zip(per_row.iter_mut()).enumerate().for_each(|(r, (o, s))| f(r, o, s));
+    }
+}
+
 fn forward_t<T: Elem>(x: Arg, log: bool) -> Result<BoxStorage> {
     let c = last_dim("softmax", x)?;
     let xs = T::slice("softmax", x)?;
