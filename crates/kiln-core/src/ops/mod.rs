@@ -4,7 +4,10 @@
 //! [`OPS`] lists every differentiable op by the name it records on the tape; the gradcheck suite
 //! (`tests/gradcheck.rs`) fails if any of them is never exercised by a finite-difference check.
 
+mod cross_entropy;
+mod dropout;
 mod elementwise;
+mod embedding;
 mod layer_norm;
 mod matmul;
 mod optim;
@@ -12,6 +15,8 @@ mod reduce;
 mod rms_norm;
 mod softmax;
 mod view;
+
+pub use cross_entropy::{CrossEntropyOpts, Reduction};
 
 /// Every differentiable op, by tape name.
 pub const OPS: &[&str] = &[

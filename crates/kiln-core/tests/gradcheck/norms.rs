@@ -1,6 +1,7 @@
 //! Gradchecks for the normalisation and loss ops.
 
 use super::*;
+use kiln_core::ops::{CrossEntropyOpts, Reduction};
 
 /// Runs every check of this family (called by its own test and by the coverage test).
 pub fn cases() {
@@ -13,6 +14,16 @@ pub fn cases() {
     let x3 = input(&[2, 3, 6], -2.0, 2.0, 104);
     check(|t| t[0].rms_norm(Some(&t[1]), 1e-6), &[x3.clone(), w.clone()]);
     check(|t| t[0].rms_norm(None, 1e-6), &[x3.clone()]);
+
+    // Cross-entropy: (B, T, V) logits, one ignored target, every reduction, label smoothing.
+    let logits = input(&[2, 3, 5], -2.0, 2.0, 105);
+    let targets = Tensor::from_vec(vec![0i64, 4, -100, 2, 1, 3], &[2, 3], &dev()).unwrap();
+    for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
+        for label_smoothing in [0.0, 0.1] {
+            let opts = CrossEntropyOpts { label_smoothing, reduction, ..Default::default() };
+            check(|t| t[0].cross_entropy(&t[1], opts), &[logits.clone(), targets.clone()]);
+        }
+    }
 }
 
 #[test]
