@@ -4,6 +4,7 @@
 //! [`OPS`] lists every differentiable op by the name it records on the tape; the gradcheck suite
 //! (`tests/gradcheck.rs`) fails if any of them is never exercised by a finite-difference check.
 
+mod attention;
 mod cross_entropy;
 mod dropout;
 mod elementwise;
@@ -16,50 +17,24 @@ mod rms_norm;
 mod softmax;
 mod view;
 
+pub use attention::AttentionOpts;
 pub use cross_entropy::{CrossEntropyOpts, Reduction};
 
 /// Every differentiable op, by tape name.
+#[rustfmt::skip]
 pub const OPS: &[&str] = &[
     // elementwise
-    "neg",
-    "exp",
-    "log",
-    "sqrt",
-    "tanh",
-    "abs",
-    "sqr",
-    "recip",
-    "relu",
-    "gelu",
-    "gelu_tanh",
-    "silu",
-    "sigmoid",
-    "powf",
-    "affine",
-    "add",
-    "sub",
-    "mul",
-    "div",
-    "maximum",
-    "minimum",
-    "where_cond",
-    "to_dtype",
+    "neg", "exp", "log", "sqrt", "tanh", "abs", "sqr", "recip", "relu", "gelu", "gelu_tanh", "silu",
+    "sigmoid", "powf", "affine", "add", "sub", "mul", "div", "maximum", "minimum", "where_cond",
+    "to_dtype", "dropout",
     // reductions
-    "sum",
-    "max",
-    "min",
+    "sum", "max", "min",
     // matmul
     "matmul",
     // fused
-    "softmax",
-    "log_softmax",
+    "softmax", "log_softmax", "layer_norm", "rms_norm", "cross_entropy", "attention",
+    // gathers
+    "index_select",
     // views and movement
-    "contiguous",
-    "reshape",
-    "permute",
-    "narrow",
-    "broadcast_as",
-    "unsqueeze",
-    "squeeze",
-    "cat",
+    "contiguous", "reshape", "permute", "narrow", "broadcast_as", "unsqueeze", "squeeze", "cat",
 ];

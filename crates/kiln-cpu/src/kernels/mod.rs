@@ -10,7 +10,7 @@ mod index;
 mod layer_norm;
 mod matmul;
 mod memory;
-mod random;
+pub(crate) mod random;
 mod reduce;
 mod rms_norm;
 mod rows;

@@ -1,0 +1,156 @@
+//! Tiled (FlashAttention) kernel against the naive reference in f32 on realistic shapes, a long
+//! sequence the naive path would need a T×T matrix for, and shape errors.
+
+use kiln_core::ops::AttentionOpts;
+use kiln_core::{DType, Error, Tensor};
+
+/// f32: the tiled kernel sums in a different order than the reference's full softmax.
+const TOL: f64 = 2e-5;
+
+fn rand(shape: &[usize], seed: u64) -> Tensor {
+    Tensor::rand(shape, -1.0, 1.0, DType::F32, seed, &kiln_cpu::cpu()).unwrap()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    a.to_vec_f64().unwrap().iter().zip(b.to_vec_f64().unwrap()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+}
+
+/// Forward output and dq, dk, dv of fused vs reference.
+fn compare(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, opts: AttentionOpts, what: &str) {
+    let dout = rand(q.dims(), 77);
+    let run = |fused: bool| {
+        let (q, k, v) = (
+            q.copy().unwrap().requires_grad_(),
+            k.copy().unwrap().requires_grad_(),
+            v.copy().unwrap().requires_grad_(),
+        );
+        let o = if fused {
+            Tensor::scaled_dot_product_attention(&q, &k, &v, mask, &opts).unwrap()
+        } else {
+            Tensor::attention_reference(&q, &k, &v, mask, &opts).unwrap()
+        };
+        o.backward_with(dout.clone()).unwrap();
+        (o, q.grad().unwrap(), k.grad().unwrap(), v.grad().unwrap())
+    };
+    let (a, b) = (run(true), run(false));
+    for (name, x, y) in [("out", &a.0, &b.0), ("dq", &a.1, &b.1), ("dk", &a.2, &b.2), ("dv", &a.3, &b.3)] {
+        let d = max_diff(x, y);
+        assert!(d < TOL, "{what}: {name} differs by {d}");
+    }
+}
+
+#[test]
+fn fused_matches_reference_on_realistic_shapes() {
+    let (q, k, v) = (rand(&[2, 4, 256, 64], 1), rand(&[2, 4, 256, 64], 2), rand(&[2, 4, 256, 64], 3));
+    compare(&q, &k, &v, None, AttentionOpts::new(), "full");
+    compare(&q, &k, &v, None, AttentionOpts::causal(), "causal");
+    // Odd lengths (partial tiles), cross-attention with T ≠ S.
+    let (q, k, v) = (rand(&[1, 3, 100, 64], 4), rand(&[1, 3, 130, 64], 5), rand(&[1, 3, 130, 64], 6));
+    compare(&q, &k, &v, None, AttentionOpts::new(), "cross");
+    compare(&q, &k, &v, None, AttentionOpts::causal(), "causal, S > T");
+    // Grouped-query attention (LLaMA-style 4:1) and multi-query (Hkv = 1).
+    let q = rand(&[1, 8, 96, 32], 7);
+    let (k, v) = (rand(&[1, 2, 96, 32], 8), rand(&[1, 2, 96, 32], 9));
+    compare(&q, &k, &v, None, AttentionOpts::causal(), "gqa");
+    let (k1, v1) = (rand(&[1, 1, 96, 32], 10), rand(&[1, 1, 96, 32], 11));
+    compare(&q, &k1, &v1, None, AttentionOpts::causal(), "mqa");
+    // Padding mask (B, 1, 1, S): the second sequence's last 20 keys are padding.
+    let mut m = vec![0f32; 2 * 130];
+    m[130 + 110..].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
+    let mask = Tensor::from_vec(m, &[2, 1, 1, 130], &kiln_cpu::cpu()).unwrap();
+    let (q, k, v) = (rand(&[2, 2, 70, 16], 12), rand(&[2, 2, 130, 16], 13), rand(&[2, 2, 130, 16], 14));
+    compare(&q, &k, &v, Some(&mask), AttentionOpts::new(), "padding mask");
+}
+
+#[test]
+fn fully_masked_rows_give_zeros_not_nan() {
+    let (q, k, v) = (rand(&[1, 1, 4, 8], 20), rand(&[1, 1, 4, 8], 21), rand(&[1, 1, 4, 8], 22));
+    let mut m = vec![0f32; 16];
+    m[4..8].iter_mut().for_each(|x| *x = f32::NEG_INFINITY); // query row 1 sees nothing
+    let mask = Tensor::from_vec(m, &[1, 1, 4, 4], &kiln_cpu::cpu()).unwrap();
+    let q = q.requires_grad_();
+    let o = Tensor::scaled_dot_product_attention(&q, &k, &v, Some(&mask), &AttentionOpts::new()).unwrap();
+    let ov = o.to_vec::<f32>().unwrap();
+    assert!(ov[8..16].iter().all(|&x| x == 0.0));
+    assert!(ov.iter().all(|x| x.is_finite()));
+    o.sum_all().unwrap().backward().unwrap();
+    let g = q.grad().unwrap().to_vec::<f32>().unwrap();
+    assert!(g.iter().all(|x| x.is_finite()));
+    assert!(g[8..16].iter().all(|&x| x == 0.0));
+}
+
+#[test]
+fn long_sequence_without_the_score_matrix() {
+    // T = 2048: the naive path needs a 2048² score matrix per head; the tiled kernel keeps 64×64.
+    let t = 2048;
+    let (q, k, v) = (rand(&[1, 2, t, 64], 30), rand(&[1, 2, t, 64], 31), rand(&[1, 2, t, 64], 32));
+    let (q, k, v) = (q.requires_grad_(), k.requires_grad_(), v.requires_grad_());
+    let o = Tensor::scaled_dot_product_attention(&q, &k, &v, None, &AttentionOpts::causal()).unwrap();
+    o.sum_all().unwrap().backward().unwrap();
+    // Check the last 8 query rows (which see all 2048 keys) against the reference on that slice.
+    let q_tail = q.narrow(2, t - 8, 8).unwrap().detach();
+    let want = Tensor::attention_reference(&q_tail, &k.detach(), &v.detach(), None, &AttentionOpts::causal()).unwrap();
+    let got = o.narrow(2, t - 8, 8).unwrap();
+    assert!(max_diff(&got, &want) < TOL, "{}", max_diff(&got, &want));
+    // Row 0 sees only key 0: its output is v[0].
+    let row0 = o.narrow(2, 0, 1).unwrap().to_vec::<f32>().unwrap();
+    let v0 = v.narrow(2, 0, 1).unwrap().to_vec::<f32>().unwrap();
+    assert!(row0.iter().zip(&v0).all(|(a, b)| (a - b).abs() < 1e-6));
+    assert!(k.grad().unwrap().to_vec::<f32>().unwrap().iter().all(|x| x.is_finite()));
+}
+
+#[test]
+fn dropout_is_seeded_and_unbiased() {
+    let (q, k, v) = (rand(&[1, 2, 64, 16], 40), rand(&[1, 2, 64, 16], 41), rand(&[1, 2, 64, 16], 42));
+    let o = |p: f64, seed: u64| {
+        let opts = AttentionOpts { dropout_p: p, seed, ..AttentionOpts::new() };
+        Tensor::scaled_dot_product_attention(&q, &k, &v, None, &opts).unwrap().to_vec_f64().unwrap()
+    };
+    assert_eq!(o(0.1, 1), o(0.1, 1));
+    assert_ne!(o(0.1, 1), o(0.1, 2));
+    // Averaged over many masks, dropout's 1/(1−p) scaling keeps the expectation.
+    let clean = o(0.0, 0);
+    let n = 200;
+    let mut mean = vec![0.0; clean.len()];
+    for s in 0..n {
+        o(0.3, s).iter().zip(mean.iter_mut()).for_each(|(x, m)| *m += x / n as f64);
+    }
+    let err = mean.iter().zip(&clean).map(|(a, b)| (a - b).abs()).sum::<f64>() / clean.len() as f64;
+    assert!(err < 0.02, "mean abs deviation {err}");
+}
+
+#[test]
+fn shape_errors_are_named() {
+    let q = rand(&[1, 4, 8, 16], 50);
+    let e = Tensor::scaled_dot_product_attention(
+        &q,
+        &rand(&[1, 3, 8, 16], 51),
+        &rand(&[1, 3, 8, 16], 52),
+        None,
+        &AttentionOpts::new(),
+    );
+    assert!(matches!(e, Err(Error::ShapeMismatch { op: "attention", .. })), "H not divisible by Hkv");
+    let e = Tensor::scaled_dot_product_attention(
+        &q,
+        &rand(&[1, 4, 8, 8], 53),
+        &rand(&[1, 4, 8, 8], 54),
+        None,
+        &AttentionOpts::new(),
+    );
+    assert!(matches!(e, Err(Error::ShapeMismatch { .. })), "head dims differ");
+    let e = Tensor::scaled_dot_product_attention(&q, &q, &rand(&[1, 4, 9, 16], 55), None, &AttentionOpts::new());
+    assert!(matches!(e, Err(Error::ShapeMismatch { .. })), "k and v differ");
+    let bad_mask = rand(&[1, 1, 3, 8], 56);
+    let e = Tensor::scaled_dot_product_attention(&q, &q, &q, Some(&bad_mask), &AttentionOpts::new());
+    assert!(matches!(e, Err(Error::Broadcast { .. })), "mask does not broadcast");
+    let e = Tensor::scaled_dot_product_attention(
+        &q,
+        &q,
+        &q,
+        None,
+        &AttentionOpts { dropout_p: 1.0, ..AttentionOpts::new() },
+    );
+    assert!(matches!(e, Err(Error::Invalid { .. })));
+    let e = Tensor::scaled_dot_product_attention(&rand(&[8, 16], 57), &q, &q, None, &AttentionOpts::new());
+    assert!(e.is_err());
+}
