@@ -12,6 +12,9 @@ use rayon::prelude::*;
 
 /// Below this many multiply-adds a GEMM runs single-threaded.
 const GEMM_PAR_MIN: usize = 1 << 18;
+/// Below this many multiply-adds per matrix, a batch of at least `threads` products runs one
+/// single-threaded GEMM per rayon task instead of threading each GEMM.
+const BATCH_PAR_MAX: usize = 1 << 26;
 
 /// Storage offsets of every batch matrix (all dims but the last two).
 fn batch_offsets(l: &Layout) -> Vec<usize> {
@@ -96,7 +99,7 @@ fn matmul_t<T: Elem>(a: &dyn Storage, la: &Layout, b: &dyn Storage, lb: &Layout)
         // SAFETY: the reach check above keeps every strided read inside `x`/`y`; `c` has m·n slots.
         unsafe { gemm_one(m, n, k, c.as_mut_ptr(), x.as_ptr().add(a0), ars, acs, y.as_ptr().add(b0), brs, bcs, par) }
     };
-    if oa.len() >= threads && work < GEMM_PAR_MIN * 4 {
+    if oa.len() >= threads && work < BATCH_PAR_MAX {
         out.par_chunks_mut(m * n)
             .zip(oa.par_iter().zip(ob.par_iter()))
             .for_each(|(c, (&a0, &b0))| run(c, a0, b0, Parallelism::None));

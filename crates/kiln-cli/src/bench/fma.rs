@@ -1,0 +1,75 @@
+//! Peak fp32 FMA throughput of this machine: every thread runs independent chains of fused
+//! multiply-adds on full vector registers (16 chains hide the 4-cycle FMA latency on 2 ports).
+//! This is the ceiling no GEMM can beat, measured rather than looked up.
+
+use std::time::Instant;
+
+const CHAINS: usize = 16;
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn fma512(iters: u64) -> f32 {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_set1_ps(0.0); CHAINS];
+    let a = _mm512_set1_ps(0.999_999);
+    let b = _mm512_set1_ps(1e-7);
+    for _ in 0..iters {
+        for x in acc.iter_mut() {
+            *x = _mm512_fmadd_ps(*x, a, b);
+        }
+    }
+    acc.iter().map(|&x| _mm512_reduce_add_ps(x)).sum()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fma256(iters: u64) -> f32 {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm256_set1_ps(0.0); CHAINS];
+    let a = _mm256_set1_ps(0.999_999);
+    let b = _mm256_set1_ps(1e-7);
+    for _ in 0..iters {
+        for x in acc.iter_mut() {
+            *x = _mm256_fmadd_ps(*x, a, b);
+        }
+    }
+    let mut out = [0f32; 8];
+    let mut s = 0.0;
+    for x in acc {
+        _mm256_storeu_ps(out.as_mut_ptr(), x);
+        s += out.iter().sum::<f32>();
+    }
+    s
+}
+
+/// (vector width in lanes, kernel) for the best instruction set present.
+fn kernel() -> Option<(u64, unsafe fn(u64) -> f32, &'static str)> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") {
+            return Some((16, fma512, "AVX-512"));
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return Some((8, fma256, "AVX2+FMA"));
+        }
+    }
+    None
+}
+
+/// Peak GFLOP/s on `threads` threads and the instruction set used, or `None` without FMA units.
+pub fn peak_gflops(threads: usize) -> Option<(f64, &'static str)> {
+    let (lanes, f, isa) = kernel()?;
+    let iters: u64 = 20_000_000;
+    // SAFETY: `kernel` returned `f` only after detecting the CPU features it was compiled for.
+    let run = move || std::hint::black_box(unsafe { f(iters) });
+    run(); // warm up clocks
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(run);
+        }
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let flops = 2.0 * (lanes * CHAINS as u64 * iters) as f64 * threads as f64;
+    Some((flops / secs / 1e9, isa))
+}
