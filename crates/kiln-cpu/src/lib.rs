@@ -6,6 +6,7 @@
 //! independent rows. Thread count = physical cores, overridden by `KILN_NUM_THREADS`.
 
 mod kernels;
+pub mod pool;
 mod storage;
 
 pub use storage::CpuStorage;

@@ -1,5 +1,6 @@
 //! [`CpuStorage`]: a host `Vec` of one dtype, plus the downcasting helpers every kernel uses.
 
+use crate::pool;
 use half::{bf16, f16};
 use kiln_core::backend::{Arg, BoxStorage, Storage};
 use kiln_core::{DType, Error, HostData, Layout, Result};
@@ -48,7 +49,35 @@ impl Storage for CpuStorage {
     }
 }
 
+impl Drop for CpuStorage {
+    /// Returns the buffer to the [`crate::pool`].
+    fn drop(&mut self) {
+        match self {
+            CpuStorage::F32(v) => pool::give(std::mem::take(v)),
+            CpuStorage::F64(v) => pool::give(std::mem::take(v)),
+            CpuStorage::F16(v) => pool::give(std::mem::take(v)),
+            CpuStorage::BF16(v) => pool::give(std::mem::take(v)),
+            CpuStorage::I32(v) => pool::give(std::mem::take(v)),
+            CpuStorage::I64(v) => pool::give(std::mem::take(v)),
+            CpuStorage::U8(v) => pool::give(std::mem::take(v)),
+        }
+    }
+}
+
 impl CpuStorage {
+    /// Moves the contents out as host data (leaving an empty buffer behind).
+    pub fn into_host(mut self) -> HostData {
+        match &mut self {
+            CpuStorage::F32(v) => HostData::F32(std::mem::take(v)),
+            CpuStorage::F64(v) => HostData::F64(std::mem::take(v)),
+            CpuStorage::F16(v) => HostData::F16(std::mem::take(v)),
+            CpuStorage::BF16(v) => HostData::BF16(std::mem::take(v)),
+            CpuStorage::I32(v) => HostData::I32(std::mem::take(v)),
+            CpuStorage::I64(v) => HostData::I64(std::mem::take(v)),
+            CpuStorage::U8(v) => HostData::U8(std::mem::take(v)),
+        }
+    }
+
     /// Wraps host data.
     pub fn from_host(h: HostData) -> CpuStorage {
         match h {
@@ -101,7 +130,7 @@ pub(crate) fn contiguous_slice<'a, T>(op: &'static str, data: &'a [T], l: &Layou
 }
 
 /// Element type of float kernels.
-pub(crate) trait Elem: crate::kernels::float::KFloat {
+pub(crate) trait Elem: crate::kernels::float::KFloat + crate::pool::Poolable {
     fn slice<'a>(op: &'static str, a: Arg<'a>) -> Result<&'a [Self]>;
     fn vec_of(s: &dyn Storage) -> Option<&Vec<Self>>;
     fn wrap(v: Vec<Self>) -> BoxStorage;

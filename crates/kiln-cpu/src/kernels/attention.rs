@@ -19,6 +19,7 @@
 
 use super::float::KFloat;
 use super::random::uniform;
+use crate::pool;
 use crate::storage::{dispatch_float, Elem};
 use gemm::Parallelism;
 use kiln_core::backend::{Arg, AttentionArgs, BoxStorage};
@@ -213,8 +214,8 @@ fn forward_t<T: Elem>(
 ) -> Result<(BoxStorage, BoxStorage)> {
     let (g, qd, kd, vd) = geometry::<T>(args, q, k, v, mask)?;
     let (t, d) = (g.t, g.d);
-    let mut out = vec![T::zero(); g.b * g.h * t * d];
-    let mut lse = vec![T::neg_infinity(); g.b * g.h * t];
+    let mut out = pool::filled(g.b * g.h * t * d, T::zero());
+    let mut lse = pool::filled(g.b * g.h * t, T::neg_infinity());
     if out.is_empty() || t == 0 {
         return Ok((T::wrap(out), T::wrap(lse)));
     }
@@ -225,9 +226,9 @@ fn forward_t<T: Elem>(
         o_bh.par_chunks_mut(BR * d).zip(l_bh.par_chunks_mut(BR)).enumerate().for_each(|(qt, (o, lrow))| {
             let q0 = qt * BR;
             let br = lrow.len();
-            let mut st = vec![T::zero(); BR * BC];
-            let mut m = vec![T::neg_infinity(); br];
-            let mut l = vec![T::zero(); br];
+            let mut st: Vec<T> = pool::take(BR * BC);
+            let mut m = pool::filled(br, T::neg_infinity());
+            let mut l = pool::filled(br, T::zero());
             for kt in 0..g.key_tiles(q0, br) {
                 let k0 = kt * BC;
                 let bc = BC.min(g.s - k0);
@@ -263,6 +264,9 @@ fn forward_t<T: Elem>(
                     lrow[i] = T::neg_infinity();
                 }
             }
+            pool::give(st);
+            pool::give(m);
+            pool::give(l);
         });
     });
     Ok((T::wrap(out), T::wrap(lse)))
@@ -335,14 +339,13 @@ fn backward_t<T: Elem>(
         });
     }
     // D_i = rowsum(dO ⊙ O)
-    let dsum: Vec<T> = od
-        .par_chunks(d.max(1))
-        .zip(dod.par_chunks(d.max(1)))
-        .map(|(o, g)| o.iter().zip(g).map(|(&a, &b)| a * b).sum())
-        .collect();
-    let mut dq = vec![T::zero(); qd.len()];
-    let mut dk = vec![T::zero(); kd.len()];
-    let mut dv = vec![T::zero(); vd.len()];
+    let mut dsum: Vec<T> = pool::take(g.b * g.h * t);
+    dsum.par_iter_mut()
+        .zip(od.par_chunks(d.max(1)).zip(dod.par_chunks(d.max(1))))
+        .for_each(|(s, (o, g))| *s = o.iter().zip(g).map(|(&a, &b)| a * b).sum());
+    let mut dq = pool::filled(qd.len(), T::zero());
+    let mut dk = pool::filled(kd.len(), T::zero());
+    let mut dv = pool::filled(vd.len(), T::zero());
     if qd.is_empty() || kd.is_empty() {
         return Ok((T::wrap(dq), T::wrap(dk), T::wrap(dv)));
     }
@@ -354,8 +357,7 @@ fn backward_t<T: Elem>(
         dk_h.par_chunks_mut(BC * d).zip(dv_h.par_chunks_mut(BC * d)).enumerate().for_each(|(kt, (dkt, dvt))| {
             let k0 = kt * BC;
             let bc = dkt.len() / d.max(1);
-            let (mut p, mut pt, mut ds) =
-                (vec![T::zero(); BR * BC], vec![T::zero(); BR * BC], vec![T::zero(); BR * BC]);
+            let (mut p, mut pt, mut ds) = (pool::take(BR * BC), pool::take(BR * BC), pool::take(BR * BC));
             for hi in hk * group..(hk + 1) * group {
                 let bh = bi * g.h + hi;
                 for qt in 0..t.div_ceil(BR) {
@@ -373,6 +375,7 @@ fn backward_t<T: Elem>(
                     mm(dkt, d, true, &ds, 1, BC, &qd[qo..], d, 1, (bc, d, br), g.scale);
                 }
             }
+            [p, pt, ds].into_iter().for_each(pool::give);
         });
     });
     // Pass 2: dQ, parallel over (b, h, query tile).
@@ -382,8 +385,7 @@ fn backward_t<T: Elem>(
         dq_h.par_chunks_mut(BR * d).enumerate().for_each(|(qt, dqt)| {
             let q0 = qt * BR;
             let br = dqt.len() / d.max(1);
-            let (mut p, mut pt, mut ds) =
-                (vec![T::zero(); BR * BC], vec![T::zero(); BR * BC], vec![T::zero(); BR * BC]);
+            let (mut p, mut pt, mut ds) = (pool::take(BR * BC), pool::take(BR * BC), pool::take(BR * BC));
             for kt in 0..g.key_tiles(q0, br) {
                 let k0 = kt * BC;
                 let bc = BC.min(s - k0);
@@ -393,8 +395,10 @@ fn backward_t<T: Elem>(
                 // dQ += scale·dS·K
                 mm(dqt, d, true, &ds, BC, 1, &kd[kvo + k0 * d..], d, 1, (br, d, bc), g.scale);
             }
+            [p, pt, ds].into_iter().for_each(pool::give);
         });
     });
+    pool::give(dsum);
     Ok((T::wrap(dq), T::wrap(dk), T::wrap(dv)))
 }
 

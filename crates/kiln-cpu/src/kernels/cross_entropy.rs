@@ -7,6 +7,7 @@
 //! Backward: `dx_v = dloss·(e^(x_v − lse) − (1−ε)[v = t] − ε/V)`, zero for ignored rows.
 
 use super::rows::rows_of;
+use crate::pool;
 use crate::storage::{contiguous_slice, cpu, dispatch_float, CpuStorage, Elem};
 use kiln_core::backend::{Arg, BoxStorage, Storage};
 use kiln_core::{Error, Result};
@@ -31,28 +32,30 @@ fn targets(op: &'static str, t: Arg, n: usize, v: usize, ignore: i64) -> Result<
 fn forward_t<T: Elem>(logits: Arg, t: Arg, ignore: i64, eps: f64) -> Result<(BoxStorage, BoxStorage)> {
     let (xs, n, v) = rows_of::<T>("cross_entropy", logits)?;
     let ids = targets("cross_entropy", t, n, v, ignore)?;
-    let per_row: Vec<(T, T)> = (0..n)
-        .into_par_iter()
-        .with_min_len((1 << 14) / v.max(1) + 1)
-        .map(|r| {
-            let xr = &xs[r * v..(r + 1) * v];
-            let m = xr.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
-            let s: f64 = xr.iter().map(|&x| (x - m).exp().f64()).sum();
-            let lse = m.f64() + s.ln();
-            if ids[r] == ignore {
-                return (T::zero(), T::c(lse));
-            }
-            let nll = lse - xr[ids[r] as usize].f64();
-            let loss = if eps > 0.0 {
-                let mean = xr.iter().map(|x| x.f64()).sum::<f64>() / v as f64;
-                (1.0 - eps) * nll + eps * (lse - mean)
-            } else {
-                nll
-            };
-            (T::c(loss), T::c(lse))
-        })
-        .collect();
-    let (loss, lse): (Vec<T>, Vec<T>) = per_row.into_iter().unzip();
+    let mut loss: Vec<T> = pool::take(n);
+    let mut lse: Vec<T> = pool::take(n);
+    let row = |r: usize| -> (T, T) {
+        let xr = &xs[r * v..(r + 1) * v];
+        let m = xr.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
+        let s: f64 = xr.iter().map(|&x| (x - m).exp().f64()).sum();
+        let lse = m.f64() + s.ln();
+        if ids[r] == ignore {
+            return (T::zero(), T::c(lse));
+        }
+        let nll = lse - xr[ids[r] as usize].f64();
+        let loss = if eps > 0.0 {
+            let mean = xr.iter().map(|x| x.f64()).sum::<f64>() / v as f64;
+            (1.0 - eps) * nll + eps * (lse - mean)
+        } else {
+            nll
+        };
+        (T::c(loss), T::c(lse))
+    };
+    loss.par_iter_mut().zip(lse.par_iter_mut()).enumerate().with_min_len((1 << 14) / v.max(1) + 1).for_each(
+        |(r, (lo, ls))| {
+            (*lo, *ls) = row(r);
+        },
+    );
     Ok((T::wrap(loss), T::wrap(lse)))
 }
 
@@ -60,10 +63,11 @@ fn backward_t<T: Elem>(logits: Arg, t: Arg, lse: Arg, dloss: Arg, ignore: i64, e
     let (xs, n, v) = rows_of::<T>("cross_entropy_bwd", logits)?;
     let ids = targets("cross_entropy_bwd", t, n, v, ignore)?;
     let (ls, ds) = (T::slice("cross_entropy_bwd", lse)?, T::slice("cross_entropy_bwd", dloss)?);
-    let mut dx = vec![T::zero(); n * v];
+    let mut dx = pool::take(n * v);
     let (on, off) = (T::c(1.0 - eps), T::c(eps / v as f64));
     super::softmax::for_rows(&mut dx, v, |r, dr| {
         if ids[r] == ignore {
+            dr.fill(T::zero());
             return;
         }
         let xr = &xs[r * v..(r + 1) * v];

@@ -4,6 +4,7 @@
 use super::float::KFloat;
 use super::strided::{gather, inner, row_starts};
 use super::PAR_MIN;
+use crate::pool::{self, Poolable};
 use crate::storage::{cpu, dispatch_float, CpuStorage, Elem};
 use crate::CpuBackend;
 use kiln_core::backend::{BinaryOp, BoxStorage, CmpOp, ElementwiseOps, Storage, UnaryOp};
@@ -16,10 +17,17 @@ const FRAC_1_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
 const GELU_C: f64 = 0.044_715;
 
 /// The contiguous elements of `l` (borrowed when already contiguous).
-fn dense<'a, T: Copy + Default>(v: &'a [T], l: &Layout) -> Cow<'a, [T]> {
+fn dense<'a, T: Poolable>(v: &'a [T], l: &Layout) -> Cow<'a, [T]> {
     match l.contiguous_range() {
         Some((a, b)) => Cow::Borrowed(&v[a..b]),
         None => Cow::Owned(gather(v, l)),
+    }
+}
+
+/// Returns a gathered copy made by [`dense`] to the pool.
+fn recycle<T: Poolable>(c: Cow<'_, [T]>) {
+    if let Cow::Owned(v) = c {
+        pool::give(v);
     }
 }
 
@@ -28,21 +36,25 @@ fn vec_arg<'a, T: Elem>(op: &'static str, s: &'a dyn Storage) -> Result<&'a Vec<
 }
 
 /// `out[i] = f(x[i])`, in parallel for large inputs.
-fn map1<T: KFloat>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
+fn map1<T: Elem>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
+    let mut out = pool::take(x.len());
     if x.len() >= PAR_MIN {
-        x.par_iter().map(|&v| f(v)).collect()
+        out.par_iter_mut().zip(x.par_iter()).for_each(|(o, &v)| *o = f(v));
     } else {
-        x.iter().map(|&v| f(v)).collect()
+        out.iter_mut().zip(x).for_each(|(o, &v)| *o = f(v));
     }
+    out
 }
 
 /// `out[i] = f(x[i], y[i])`, in parallel for large inputs.
-fn map2<T: KFloat>(x: &[T], y: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
+fn map2<T: Elem>(x: &[T], y: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
+    let mut out = pool::take(x.len());
     if x.len() >= PAR_MIN {
-        x.par_iter().zip(y.par_iter()).map(|(&a, &b)| f(a, b)).collect()
+        out.par_iter_mut().zip(x.par_iter().zip(y.par_iter())).for_each(|(o, (&a, &b))| *o = f(a, b));
     } else {
-        x.iter().zip(y).map(|(&a, &b)| f(a, b)).collect()
+        out.iter_mut().zip(x.iter().zip(y)).for_each(|(o, (&a, &b))| *o = f(a, b));
     }
+    out
 }
 
 fn sigmoid<T: KFloat>(x: T) -> T {
@@ -71,6 +83,7 @@ fn unary_fwd<T: Elem>(op: UnaryOp, s: &dyn Storage, l: &Layout) -> Result<BoxSto
         UnaryOp::Powf(p) => map1(&x, |v| v.powf(c(p))),
         UnaryOp::Affine { mul, add } => map1(&x, |v| v * c(mul) + c(add)),
     };
+    recycle(x);
     Ok(T::wrap(y))
 }
 
@@ -127,11 +140,13 @@ fn unary_bwd_t<T: Elem>(
         UnaryOp::Powf(p) => map2(&x, &g, |x, g| g * c(p) * x.powf(c(p - 1.0))),
         UnaryOp::Affine { mul, .. } => map2(&x, &g, |_, g| g * c(mul)),
     };
+    recycle(x);
+    recycle(g);
     Ok(T::wrap(dx))
 }
 
 /// `out = f(a, b)` over layouts already broadcast to the output shape.
-fn zip_layouts<A: Copy + Sync, B: Copy + Sync, O: Copy + Default + Send>(
+fn zip_layouts<A: Copy + Sync, B: Copy + Sync, O: Poolable + Sync>(
     a: &[A],
     la: &Layout,
     b: &[B],
@@ -139,7 +154,7 @@ fn zip_layouts<A: Copy + Sync, B: Copy + Sync, O: Copy + Default + Send>(
     f: impl Fn(A, B) -> O + Sync,
 ) -> Vec<O> {
     let numel = la.numel();
-    let mut out = vec![O::default(); numel];
+    let mut out = pool::take(numel);
     if numel == 0 {
         return out;
     }
@@ -248,12 +263,19 @@ impl ElementwiseOps for CpuBackend {
                 msg: "the condition must be u8",
             });
         };
-        // Pick per element: first the mask against a, then against b.
+        // Pick per element: a where the (broadcast) mask is set, else b.
+        let mask = gather(cond, lc);
         macro_rules! sel {
             ($x:expr, $y:expr, $var:ident) => {{
-                let pick_a = zip_layouts(cond, lc, $x, la, |m, v| (m, v));
-                let lo = Layout::contiguous(la.shape());
-                CpuStorage::$var(zip_layouts(&pick_a, &lo, $y, lb, |(m, v), w| if m != 0 { v } else { w }))
+                let xa = gather($x, la);
+                let mut out = gather($y, lb);
+                out.iter_mut().zip(xa.iter().zip(mask.iter())).for_each(|(o, (&v, &m))| {
+                    if m != 0 {
+                        *o = v
+                    }
+                });
+                pool::give(xa);
+                CpuStorage::$var(out)
             }};
         }
         let out = match (cpu("where_cond", a)?, cpu("where_cond", b)?) {

@@ -6,6 +6,7 @@
 //! repeated ids accumulate deterministically whatever the thread count.
 
 use super::PAR_MIN;
+use crate::pool;
 use crate::storage::{contiguous_slice, cpu, dispatch_float, CpuStorage, Elem};
 use crate::CpuBackend;
 use kiln_core::backend::{Arg, BoxStorage, IndexOps, Storage};
@@ -39,7 +40,7 @@ fn select_t<T: Elem>(x: Arg, dim: usize, ids: Arg) -> Result<BoxStorage> {
     let (outer, d, inner) = split3("index_select", x.1.shape(), dim)?;
     let ids = read_ids("index_select", ids, d)?;
     let n = ids.len();
-    let mut out = vec![T::zero(); outer * n * inner];
+    let mut out = pool::take(outer * n * inner);
     if inner == 0 || out.is_empty() {
         return Ok(T::wrap(out));
     }
@@ -74,7 +75,7 @@ fn add_t<T: Elem>(shape: &[usize], dim: usize, ids: Arg, src: Arg) -> Result<Box
         order[fill[id as usize]] = i;
         fill[id as usize] += 1;
     }
-    let mut out = vec![T::zero(); outer * d * inner];
+    let mut out = pool::filled(outer * d * inner, T::zero());
     if inner == 0 || out.is_empty() {
         return Ok(T::wrap(out));
     }

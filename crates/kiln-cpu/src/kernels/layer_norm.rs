@@ -5,7 +5,8 @@
 //! Backward: with `ĝ = w·dy`, `dx = rstd·(ĝ − mean ĝ − x̂·mean(ĝ·x̂))`, `dw = Σ_rows dy·x̂`,
 //! `db = Σ_rows dy`. Rows run in parallel; `dw`/`db` are summed from per-task partials.
 
-use super::rows::{partial_sums, rows_of};
+use super::rows::{for_rows_with2, partial_sums, rows_of, to_elem};
+use crate::pool;
 use crate::storage::{dispatch_float, Elem};
 use kiln_core::backend::{Arg, BoxStorage};
 use kiln_core::Result;
@@ -19,9 +20,10 @@ fn forward_t<T: Elem>(
     let (xs, n, c) = rows_of::<T>("layer_norm", x)?;
     let w = w.map(|a| T::slice("layer_norm", a)).transpose()?;
     let b = b.map(|a| T::slice("layer_norm", a)).transpose()?;
-    let mut y = vec![T::zero(); n * c];
-    let mut stats = vec![(T::zero(), T::zero()); n];
-    super::softmax::for_rows_with(&mut y, &mut stats, c, |r, yr, st| {
+    let mut y = pool::take(n * c);
+    let mut mean: Vec<T> = pool::take(n);
+    let mut rstd: Vec<T> = pool::take(n);
+    for_rows_with2(&mut y, &mut mean, &mut rstd, c, |r, yr, mean_r, rstd_r| {
         let xr = &xs[r * c..(r + 1) * c];
         let mean = xr.iter().map(|v| v.f64()).sum::<f64>() / c as f64;
         let var = xr.iter().map(|v| (v.f64() - mean).powi(2)).sum::<f64>() / c as f64;
@@ -37,9 +39,9 @@ fn forward_t<T: Elem>(
             }
             *o = h;
         }
-        *st = (m, rs);
+        *mean_r = m;
+        *rstd_r = rs;
     });
-    let (mean, rstd): (Vec<T>, Vec<T>) = stats.into_iter().unzip();
     Ok((T::wrap(y), T::wrap(mean), T::wrap(rstd)))
 }
 
@@ -55,9 +57,9 @@ fn backward_t<T: Elem>(
     let (gs, _, _) = rows_of::<T>("layer_norm_bwd", dy)?;
     let w = w.map(|a| T::slice("layer_norm_bwd", a)).transpose()?;
     let (ms, rs) = (T::slice("layer_norm_bwd", mean)?, T::slice("layer_norm_bwd", rstd)?);
-    let mut dx = vec![T::zero(); n * c];
+    let mut dx = pool::take(n * c);
     // Per task: (dw partial, db partial) accumulated in f64.
-    let (dw, db) = partial_sums(&mut dx, c, 2, |r, dxr, acc| {
+    let (dw_acc, db_acc) = partial_sums(&mut dx, c, 2, |r, dxr, acc| {
         let (xr, gr) = (&xs[r * c..(r + 1) * c], &gs[r * c..(r + 1) * c]);
         let (m, s) = (ms[r], rs[r]);
         let (mut mean_g, mut mean_gx) = (0.0f64, 0.0f64);
@@ -82,8 +84,10 @@ fn backward_t<T: Elem>(
             dxr[j] = s * (g - mg - xh * mgx);
         }
     });
-    let dw = w.is_some().then(|| T::wrap(dw.into_iter().map(T::c).collect()));
-    let db = Some(T::wrap(db.into_iter().map(T::c).collect()));
+    let dw = w.is_some().then(|| T::wrap(to_elem(&dw_acc)));
+    let db = Some(T::wrap(to_elem(&db_acc)));
+    pool::give(dw_acc);
+    pool::give(db_acc);
     Ok((T::wrap(dx), dw, db))
 }
 

@@ -86,13 +86,11 @@ fn matmul_t<T: Elem>(a: &dyn Storage, la: &Layout, b: &dyn Storage, lb: &Layout)
     let (ars, acs) = (la.strides()[r - 2] as isize, la.strides()[r - 1] as isize);
     let (brs, bcs) = (lb.strides()[r - 2] as isize, lb.strides()[r - 1] as isize);
     let (oa, ob) = (batch_offsets(la), batch_offsets(lb));
-    let mut out = vec![T::zero(); oa.len() * m * n];
-    if m * n == 0 {
-        return Ok(T::wrap(out));
+    if m * n == 0 || k == 0 {
+        return Ok(T::wrap(crate::pool::filled(oa.len() * m * n, T::zero())));
     }
-    if k == 0 {
-        return Ok(T::wrap(out));
-    }
+    // Fully overwritten: gemm runs with read_dst = false.
+    let mut out = crate::pool::take(oa.len() * m * n);
     let threads = rayon::current_num_threads();
     let work = m * n * k;
     let run = |c: &mut [T], a0: usize, b0: usize, par: Parallelism| {

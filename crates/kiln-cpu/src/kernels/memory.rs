@@ -1,6 +1,7 @@
 //! Allocation, host transfer, strided copies, dtype conversion.
 
 use super::strided::{gather, gather_into, scatter_from};
+use crate::pool::filled;
 use crate::storage::{cpu, cpu_mut, CpuStorage};
 use crate::CpuBackend;
 use half::{bf16, f16};
@@ -53,13 +54,13 @@ impl MemoryOps for CpuBackend {
 
     fn full(&self, dtype: DType, len: usize, value: f64) -> Result<BoxStorage> {
         Ok(match dtype {
-            DType::F32 => CpuStorage::F32(vec![value as f32; len]),
-            DType::F64 => CpuStorage::F64(vec![value; len]),
-            DType::F16 => CpuStorage::F16(vec![f16::from_f64(value); len]),
-            DType::BF16 => CpuStorage::BF16(vec![bf16::from_f64(value); len]),
-            DType::I32 => CpuStorage::I32(vec![value as i32; len]),
-            DType::I64 => CpuStorage::I64(vec![value as i64; len]),
-            DType::U8 => CpuStorage::U8(vec![value as u8; len]),
+            DType::F32 => CpuStorage::F32(filled(len, value as f32)),
+            DType::F64 => CpuStorage::F64(filled(len, value)),
+            DType::F16 => CpuStorage::F16(filled(len, f16::from_f64(value))),
+            DType::BF16 => CpuStorage::BF16(filled(len, bf16::from_f64(value))),
+            DType::I32 => CpuStorage::I32(filled(len, value as i32)),
+            DType::I64 => CpuStorage::I64(filled(len, value as i64)),
+            DType::U8 => CpuStorage::U8(filled(len, value as u8)),
         }
         .boxed())
     }
@@ -70,15 +71,13 @@ impl MemoryOps for CpuBackend {
 
     fn to_host(&self, s: &dyn Storage, l: &Layout) -> Result<HostData> {
         check_fits("to_host", s, l)?;
-        Ok(match each_dtype!(cpu("to_host", s)?, v => gather(v, l)) {
-            CpuStorage::F32(v) => HostData::F32(v),
-            CpuStorage::F64(v) => HostData::F64(v),
-            CpuStorage::F16(v) => HostData::F16(v),
-            CpuStorage::BF16(v) => HostData::BF16(v),
-            CpuStorage::I32(v) => HostData::I32(v),
-            CpuStorage::I64(v) => HostData::I64(v),
-            CpuStorage::U8(v) => HostData::U8(v),
+        // Not from the pool: the buffer leaves kiln for good.
+        Ok(each_dtype!(cpu("to_host", s)?, v => {
+            let mut out = vec![Default::default(); l.numel()];
+            gather_into(v, l, &mut out);
+            out
         })
+        .into_host())
     }
 
     fn copy_strided(&self, s: &dyn Storage, l: &Layout) -> Result<BoxStorage> {
@@ -117,9 +116,9 @@ impl MemoryOps for CpuBackend {
                         if let (Some((a, b)), Some((c, e))) = (dl.contiguous_range(), sl.contiguous_range()) {
                             d[a..b].copy_from_slice(&s[c..e]);
                         } else {
-                            let mut tmp = vec![Default::default(); sl.numel()];
-                            gather_into(s, sl, &mut tmp);
+                            let tmp = gather(s, sl);
                             scatter_from(d, dl, &tmp);
+                            crate::pool::give(tmp);
                         }
                         Ok(())
                     })*

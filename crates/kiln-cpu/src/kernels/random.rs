@@ -2,6 +2,7 @@
 //! `(s, i)` (splitmix64 mixing), so results are reproducible for any thread count and can be
 //! regenerated in a backward pass without being stored.
 
+use crate::pool;
 use crate::storage::CpuStorage;
 use crate::CpuBackend;
 use kiln_core::backend::{BoxStorage, RandomOps};
@@ -33,8 +34,16 @@ fn normal(seed: u64, counter: u64) -> f64 {
 
 fn fill(dtype: DType, len: usize, f: impl Fn(u64) -> f64 + Sync) -> BoxStorage {
     match dtype {
-        DType::F32 => CpuStorage::F32((0..len).into_par_iter().map(|i| f(i as u64) as f32).collect()),
-        DType::F64 => CpuStorage::F64((0..len).into_par_iter().map(|i| f(i as u64)).collect()),
+        DType::F32 => {
+            let mut v = pool::take(len);
+            v.par_iter_mut().enumerate().for_each(|(i, o)| *o = f(i as u64) as f32);
+            CpuStorage::F32(v)
+        }
+        DType::F64 => {
+            let mut v = pool::take(len);
+            v.par_iter_mut().enumerate().for_each(|(i, o)| *o = f(i as u64));
+            CpuStorage::F64(v)
+        }
         d => {
             let v: Vec<f64> = (0..len).into_par_iter().map(|i| f(i as u64)).collect();
             CpuStorage::from_host(HostData::from_f64_slice(&v, d))

@@ -52,7 +52,7 @@ fn reduce_t<T: Elem>(op: ReduceOp, s: &dyn Storage, l: &Layout, dims: &[usize]) 
         }
     };
 
-    let mut out = vec![0f64; outer];
+    let mut out: Vec<f64> = crate::pool::take(outer);
     if let Some((a, b)) = lp.contiguous_range() {
         // Reduced dims are the trailing contiguous run: parallel over rows.
         let data = &x[a..b];
@@ -72,10 +72,20 @@ fn reduce_t<T: Elem>(op: ReduceOp, s: &dyn Storage, l: &Layout, dims: &[usize]) 
             *o = run(&mut (&mut offs).take(inner).map(|i| x[i]));
         }
     }
-    Ok(match op {
-        ReduceOp::ArgMax | ReduceOp::ArgMin => CpuStorage::I64(out.into_iter().map(|v| v as i64).collect()).boxed(),
-        _ => T::wrap(out.into_iter().map(T::c).collect()),
-    })
+    let result = match op {
+        ReduceOp::ArgMax | ReduceOp::ArgMin => {
+            let mut r: Vec<i64> = crate::pool::take(outer);
+            r.iter_mut().zip(&out).for_each(|(o, &v)| *o = v as i64);
+            CpuStorage::I64(r).boxed()
+        }
+        _ => {
+            let mut r: Vec<T> = crate::pool::take(outer);
+            r.iter_mut().zip(&out).for_each(|(o, &v)| *o = T::c(v));
+            T::wrap(r)
+        }
+    };
+    crate::pool::give(out);
+    Ok(result)
 }
 
 impl ReduceOps for CpuBackend {

@@ -3,7 +3,8 @@
 //! Forward, per row of C: `rstd = 1/√(mean x² + ε)`, `y = x·rstd·w`. Saved: `rstd` per row.
 //! Backward: with `ĝ = w·dy`, `dx = rstd·(ĝ − x·rstd²·mean(ĝ·x))`, `dw = Σ_rows dy·x·rstd`.
 
-use super::rows::{partial_sums, rows_of};
+use super::rows::{partial_sums, rows_of, to_elem};
+use crate::pool;
 use crate::storage::{dispatch_float, Elem};
 use kiln_core::backend::{Arg, BoxStorage};
 use kiln_core::Result;
@@ -11,8 +12,8 @@ use kiln_core::Result;
 fn forward_t<T: Elem>(x: Arg, w: Option<Arg>, eps: f64) -> Result<(BoxStorage, BoxStorage)> {
     let (xs, n, c) = rows_of::<T>("rms_norm", x)?;
     let w = w.map(|a| T::slice("rms_norm", a)).transpose()?;
-    let mut y = vec![T::zero(); n * c];
-    let mut rstd = vec![T::zero(); n];
+    let mut y = pool::take(n * c);
+    let mut rstd = pool::take(n);
     super::softmax::for_rows_with(&mut y, &mut rstd, c, |r, yr, st| {
         let xr = &xs[r * c..(r + 1) * c];
         let ms = xr.iter().map(|v| v.f64() * v.f64()).sum::<f64>() / c as f64;
@@ -33,7 +34,7 @@ fn backward_t<T: Elem>(x: Arg, w: Option<Arg>, rstd: Arg, dy: Arg) -> Result<(Bo
     let (gs, _, _) = rows_of::<T>("rms_norm_bwd", dy)?;
     let w = w.map(|a| T::slice("rms_norm_bwd", a)).transpose()?;
     let rs = T::slice("rms_norm_bwd", rstd)?;
-    let mut dx = vec![T::zero(); n * c];
+    let mut dx = pool::take(n * c);
     let (dw, _) = partial_sums(&mut dx, c, 1, |r, dxr, acc| {
         let (xr, gr, s) = (&xs[r * c..(r + 1) * c], &gs[r * c..(r + 1) * c], rs[r]);
         let mut dot = 0.0f64;
@@ -48,7 +49,9 @@ fn backward_t<T: Elem>(x: Arg, w: Option<Arg>, rstd: Arg, dy: Arg) -> Result<(Bo
             dxr[j] = s * (g - xr[j] * k);
         }
     });
-    let dw = w.is_some().then(|| T::wrap(dw.into_iter().map(T::c).collect()));
+    let dw_out = w.is_some().then(|| T::wrap(to_elem(&dw)));
+    pool::give(dw);
+    let dw = dw_out;
     Ok((T::wrap(dx), dw))
 }
 

@@ -18,6 +18,32 @@ pub(crate) fn rows_of<'a, T: Elem>(op: &'static str, a: Arg<'a>) -> Result<(&'a 
     Ok((s, s.len() / c, c))
 }
 
+/// f64 accumulators converted to the kernel's element type (a pooled buffer).
+pub(crate) fn to_elem<T: Elem>(v: &[f64]) -> Vec<T> {
+    let mut out = crate::pool::take(v.len());
+    out.iter_mut().zip(v).for_each(|(o, &x)| *o = T::c(x));
+    out
+}
+
+/// Runs `f(row, out_row, &mut a[row], &mut b[row])` over rows of length `c` (two per-row
+/// statistics, e.g. LayerNorm's mean and rstd), in parallel for large tensors.
+pub(crate) fn for_rows_with2<T: Send + Sync, S: Send>(
+    out: &mut [T],
+    a: &mut [S],
+    b: &mut [S],
+    c: usize,
+    f: impl Fn(usize, &mut [T], &mut S, &mut S) + Sync,
+) {
+    if out.len() >= PAR_MIN {
+        out.par_chunks_mut(c)
+            .zip(a.par_iter_mut().zip(b.par_iter_mut()))
+            .enumerate()
+            .for_each(|(r, (o, (x, y)))| f(r, o, x, y));
+    } else {
+        out.chunks_mut(c).zip(a.iter_mut().zip(b.iter_mut())).enumerate().for_each(|(r, (o, (x, y)))| f(r, o, x, y));
+    }
+}
+
 /// Runs `f(row, out_row, acc)` over the rows of `out` (row length `c`), where `acc` is a per-task
 /// buffer of `k·c` f64 partial sums; returns the `k` column-sum vectors, each of length `c`.
 pub(crate) fn partial_sums<T: Send + Sync>(
@@ -33,18 +59,19 @@ pub(crate) fn partial_sums<T: Send + Sync>(
         .par_chunks_mut(per * c)
         .enumerate()
         .map(|(t, chunk)| {
-            let mut acc = vec![0.0f64; k * c];
+            let mut acc = crate::pool::filled(k * c, 0.0f64);
             for (i, row) in chunk.chunks_mut(c).enumerate() {
                 f(t * per + i, row, &mut acc);
             }
             acc
         })
         .collect();
-    let mut total = vec![0.0f64; k * c];
+    let mut first = crate::pool::filled(c, 0.0f64);
+    let mut second = if k > 1 { crate::pool::filled(c, 0.0f64) } else { Vec::new() };
     for p in parts {
-        total.iter_mut().zip(p).for_each(|(t, v)| *t += v);
+        first.iter_mut().zip(&p[..c]).for_each(|(t, v)| *t += v);
+        second.iter_mut().zip(&p[c..]).for_each(|(t, v)| *t += v);
+        crate::pool::give(p);
     }
-    let second = if k > 1 { total.split_off(c) } else { Vec::new() };
-    total.truncate(c);
-    (total, second)
+    (first, second)
 }

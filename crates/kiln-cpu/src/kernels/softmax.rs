@@ -6,6 +6,7 @@
 //! log-softmax `dx = dy − e^y · Σ dy`.
 
 use super::PAR_MIN;
+use crate::pool;
 use crate::storage::{dispatch_float, Elem};
 use kiln_core::backend::{Arg, BoxStorage};
 use kiln_core::{Error, Result};
@@ -44,7 +45,7 @@ pub(crate) fn for_rows_with<T: Send + Sync, S: Send>(
 fn forward_t<T: Elem>(x: Arg, log: bool) -> Result<BoxStorage> {
     let c = last_dim("softmax", x)?;
     let xs = T::slice("softmax", x)?;
-    let mut y = vec![T::zero(); xs.len()];
+    let mut y = pool::take(xs.len());
     for_rows(&mut y, c, |r, yr| {
         let xr = &xs[r * c..(r + 1) * c];
         let m = xr.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
@@ -72,7 +73,7 @@ fn backward_t<T: Elem>(y: Arg, dy: Arg, log: bool) -> Result<BoxStorage> {
     if ys.len() != gs.len() {
         return Err(Error::ShapeMismatch { op: "softmax_bwd", lhs: y.1.shape().to_vec(), rhs: dy.1.shape().to_vec() });
     }
-    let mut dx = vec![T::zero(); ys.len()];
+    let mut dx = pool::take(ys.len());
     for_rows(&mut dx, c, |r, dr| {
         let (yr, gr) = (&ys[r * c..(r + 1) * c], &gs[r * c..(r + 1) * c]);
         if log {

@@ -2,6 +2,7 @@
 //! kernels. A "row" is the innermost dim; kernels loop rows outside and elements inside, with a
 //! memcpy fast path for unit stride.
 
+use crate::pool::{self, Poolable};
 use kiln_core::Layout;
 
 /// Storage offset of the first element of every row (all dims but the last), in row-major order.
@@ -46,8 +47,8 @@ pub fn gather_into<T: Copy>(src: &[T], l: &Layout, dst: &mut [T]) {
 }
 
 /// The elements of `l` as a new contiguous vector.
-pub fn gather<T: Copy + Default>(src: &[T], l: &Layout) -> Vec<T> {
-    let mut v = vec![T::default(); l.numel()];
+pub fn gather<T: Poolable>(src: &[T], l: &Layout) -> Vec<T> {
+    let mut v = pool::take(l.numel());
     gather_into(src, l, &mut v);
     v
 }
