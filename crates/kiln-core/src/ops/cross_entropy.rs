@@ -41,7 +41,28 @@ impl Default for CrossEntropyOpts {
 }
 
 impl Tensor {
-    /// Cross-entropy of `self` (logits) against integer `targets`.
+    /// Softmax cross-entropy of `self` (logits) against integer class `targets`, fused: the
+    /// kernel computes each row's loss and `lse = log Σ_v e^(x_v)` in one pass (never the
+    /// log-probabilities), and the backward is `dx = dloss_row·(softmax(x) − (1−ε)·onehot(t) − ε/V)`.
+    ///
+    /// Per row (PyTorch's `F.cross_entropy`): `loss = (1−ε)·(lse − x_t) + ε·mean_v(lse − x_v)`,
+    /// i.e. `(1−ε)·nll + ε·mean_v(−log p_v)` with `ε = opts.label_smoothing`. Rows whose target is
+    /// `opts.ignore_index` have loss 0 and zero gradient. [`Reduction::Mean`] divides by the number
+    /// of non-ignored rows (0 when all are ignored, not NaN).
+    ///
+    /// # Shapes
+    /// `self`: (N, V) or (B, T, V), any leading dims (flattened to N); `targets`: the leading
+    /// shape ((N) or (B, T)), `I64` or `I32`. Output: a scalar for `Mean`/`Sum`, the leading shape
+    /// for `None`.
+    ///
+    /// # Numerics
+    /// `lse` uses the row max shift and f64 accumulation; saved for the backward: the logits,
+    /// the targets and `lse` (N).
+    ///
+    /// # Errors
+    /// `UnsupportedDType` for non-integer targets or non-float logits, `ShapeMismatch` when the
+    /// targets do not have the leading shape, `Invalid` for `ε ∉ [0, 1]`, `IndexOutOfRange` for
+    /// a target outside `0..V` that is not `ignore_index`.
     pub fn cross_entropy(&self, targets: &Tensor, opts: CrossEntropyOpts) -> Result<Tensor> {
         check_compute("cross_entropy", self)?;
         if !matches!(targets.dtype(), DType::I64 | DType::I32) {
@@ -96,22 +117,50 @@ impl Tensor {
         }
     }
 
-    /// Cross-entropy from `log_softmax` and primitives (no label smoothing, `Mean` over
-    /// non-ignored rows): the reference for tests.
-    pub fn cross_entropy_reference(&self, targets: &Tensor, ignore_index: i64) -> Result<Tensor> {
+    /// Cross-entropy composed from `log_softmax` and primitive ops (mul, sum, mean, scale), with
+    /// the same semantics as [`Tensor::cross_entropy`] (ignore_index, label smoothing, every
+    /// reduction): the reference the fused kernel is tested against.
+    ///
+    /// `loss_r = −(1−ε)·Σ_v onehot_rv·log p_rv − ε·mean_v log p_rv`, times 0 for ignored rows.
+    ///
+    /// # Shapes
+    /// As [`Tensor::cross_entropy`]: logits (…, V), targets (…).
+    pub fn cross_entropy_reference(&self, targets: &Tensor, opts: CrossEntropyOpts) -> Result<Tensor> {
+        const OP: &str = "cross_entropy_reference";
+        if self.rank() < 1 || targets.dims() != &self.dims()[..self.rank() - 1] {
+            return Err(Error::ShapeMismatch { op: OP, lhs: self.dims().to_vec(), rhs: targets.dims().to_vec() });
+        }
+        if !matches!(targets.dtype(), DType::I64 | DType::I32) {
+            return Err(Error::UnsupportedDType { op: OP, dtype: targets.dtype(), msg: "targets must be i64 or i32" });
+        }
         let v = self.dims()[self.rank() - 1];
         let n = targets.numel();
         let logp = self.reshape(&[n, v])?.log_softmax()?;
         let ids = targets.to_dtype(DType::I64)?.to_vec::<i64>()?;
+        let ignore = opts.ignore_index;
+        let eps = opts.label_smoothing;
         let mut onehot = vec![0.0; n * v];
-        let mut count = 0;
+        let mut keep = vec![0.0; n];
         for (r, &i) in ids.iter().enumerate() {
-            if i != ignore_index {
-                onehot[r * v + i as usize] = 1.0;
-                count += 1;
+            if Some(i) == ignore {
+                continue;
             }
+            if i < 0 || i as usize >= v {
+                return Err(Error::IndexOutOfRange { op: OP, index: i, size: v });
+            }
+            onehot[r * v + i as usize] = 1.0;
+            keep[r] = 1.0;
         }
+        let count = keep.iter().filter(|&&k| k > 0.0).count();
         let oh = Tensor::from_f64(&onehot, &[n, v], self.dtype(), self.device())?;
-        logp.mul(&oh)?.sum_all()?.scale(-1.0 / count.max(1) as f64)
+        let keep = Tensor::from_f64(&keep, &[n], self.dtype(), self.device())?;
+        let nll = logp.mul(&oh)?.sum(&[-1], false)?.scale(-(1.0 - eps))?;
+        let smooth = logp.mean(&[-1], false)?.scale(-eps)?;
+        let rows = nll.add(&smooth)?.mul(&keep)?;
+        match opts.reduction {
+            Reduction::None => rows.reshape(targets.dims()),
+            Reduction::Sum => rows.sum_all(),
+            Reduction::Mean => rows.sum_all()?.scale(1.0 / count.max(1) as f64),
+        }
     }
 }

@@ -4,11 +4,24 @@
 //! seeded with `seed` (so a step is reproducible for any thread count); evaluation: `y = x`.
 //! Backward: `dx = g ⊙ m / (1 − p)` with the saved scaled mask.
 
+use crate::tensor::check_compute;
 use crate::{no_grad, Error, Result, Tensor};
 
 impl Tensor {
-    /// Dropout with drop probability `p`; identity when `!train` or `p = 0`, zeros when `p = 1`.
+    /// Inverted dropout with drop probability `p`: `y = x ⊙ m/(1 − p)`, `m_i = [u_i ≥ p]`,
+    /// `u = Tensor::rand(shape, 0, 1, seed)` (counter-based, so the same seed gives the same mask
+    /// for any thread count). Identity when `!train` or `p = 0`; zeros (and zero gradient) when
+    /// `p = 1`. Recorded as the op `dropout` with backward `dx = g ⊙ m/(1 − p)` (the scaled mask is
+    /// the saved state).
+    ///
+    /// # Shapes
+    /// `self`: any shape; output: the same.
+    ///
+    /// # Errors
+    /// `Invalid` when `p` is not in `[0, 1]` (NaN included), `UnsupportedDType` for a non-float
+    /// input.
     pub fn dropout(&self, p: f64, seed: u64, train: bool) -> Result<Tensor> {
+        check_compute("dropout", self)?;
         if !(0.0..=1.0).contains(&p) {
             return Err(Error::Invalid { op: "dropout", msg: format!("drop probability {p} is not in [0, 1]") });
         }

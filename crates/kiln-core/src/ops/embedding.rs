@@ -14,7 +14,17 @@ use crate::tensor::check_compute;
 use crate::{DType, Error, Result, Tensor};
 
 impl Tensor {
-    /// Slices `ids` of `self` along `dim` (ids: `I64`, `I32` or `U8`).
+    /// Gathers slices `ids` of `self` along `dim`: `y[.., i, ..] = x[.., ids[i], ..]`. Backward:
+    /// `dx = index_add(zeros like x, dim, ids, g)`, a scatter-add, so repeated ids accumulate
+    /// (deterministically: each destination row sums its sources in index order).
+    ///
+    /// # Shapes
+    /// `self`: (…, D, …) with D at `dim` (negative counts from the end); `ids`: any shape with
+    /// n elements, `I64`, `I32` or `U8`; output: `self`'s shape with D replaced by n.
+    ///
+    /// # Errors
+    /// `UnsupportedDType` for float ids or non-float `self`, `DimOutOfRange` for a bad `dim`,
+    /// `IndexOutOfRange` (with the id and D) for an id outside `0..D`.
     pub fn index_select(&self, dim: isize, ids: &Tensor) -> Result<Tensor> {
         check_compute("index_select", self)?;
         if !matches!(ids.dtype(), DType::I64 | DType::I32 | DType::U8) {
@@ -38,7 +48,15 @@ impl Tensor {
         })
     }
 
-    /// Embedding lookup: rows `ids` of `weight` (V, C), shaped `ids.shape + [C]`.
+    /// Embedding lookup: `y[b, t, :] = weight[ids[b, t], :]`, i.e. `index_select` on dim 0 reshaped
+    /// to `ids.shape + [C]`; its backward scatter-adds `g` into the rows of `dweight` (a token seen
+    /// twice gets both gradients).
+    ///
+    /// # Shapes
+    /// `weight`: (V, C); `ids`: any shape, e.g. (B, T), `I64`/`I32`/`U8`; output: (B, T, C).
+    ///
+    /// # Errors
+    /// `BadShape` when `weight` is not rank 2, otherwise as [`Tensor::index_select`].
     pub fn embedding(weight: &Tensor, ids: &Tensor) -> Result<Tensor> {
         if weight.rank() != 2 {
             return Err(Error::BadShape {

@@ -22,7 +22,23 @@ pub(crate) fn check_channel_param(op: &'static str, x: &Tensor, p: Option<&Tenso
 }
 
 impl Tensor {
-    /// LayerNorm over the last dim with optional affine weight and bias.
+    /// LayerNorm over the last dim C with optional affine weight and bias, fused:
+    /// `y = (x − μ)·rstd·w + b` per row, `μ = mean x`, `σ² = mean (x − μ)²` (biased),
+    /// `rstd = 1/√(σ² + ε)`.
+    ///
+    /// Backward (llm.c): with `x̂ = (x − μ)·rstd` and `ĝ = w·dy`,
+    /// `dx = rstd·(ĝ − mean ĝ − x̂·mean(ĝ·x̂))`, `dw = Σ_rows dy·x̂`, `db = Σ_rows dy`.
+    ///
+    /// # Shapes
+    /// `self`: (…, C) (N = numel/C rows); `weight`, `bias`: (C); output: like `self`.
+    ///
+    /// # Numerics
+    /// Row statistics use two passes with f64 sums; saved for the backward: the input and per-row
+    /// `μ` and `rstd` (N each). `eps` is added to the variance (1e-5 is PyTorch's default).
+    ///
+    /// # Errors
+    /// `UnsupportedDType` for non-float input, `BadShape` for a rank-0 input, `ShapeMismatch` /
+    /// `DTypeMismatch` for a weight or bias that is not (C) of the input's dtype.
     pub fn layer_norm(&self, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f64) -> Result<Tensor> {
         check_compute("layer_norm", self)?;
         if self.rank() == 0 {
@@ -48,7 +64,7 @@ impl Tensor {
         let mut inputs = vec![&x];
         inputs.extend(w.iter());
         inputs.extend(b.iter());
-        let (xs, wsv, has_b) = (x.clone(), w.clone(), b.is_some());
+        let (xs, wsv, bsv) = (x.clone(), w.clone(), b.clone());
         y.record("layer_norm", &inputs, move |g| {
             let g = g.contiguous()?;
             let ws = wsv.as_ref().map(|t| t.storage());
@@ -61,19 +77,23 @@ impl Tensor {
                 (&**g.storage(), g.layout()),
             )?;
             let c = [xs.dims()[xs.rank() - 1]];
-            let mut grads = vec![Some(Tensor::from_storage(dx, xs.dims(), xs.device())?)];
-            if wsv.is_some() {
+            let dx = if xs.requires_grad() { Some(Tensor::from_storage(dx, xs.dims(), xs.device())?) } else { None };
+            let mut grads = vec![dx];
+            if let Some(w) = &wsv {
+                let dw = if w.requires_grad() { dw } else { None };
                 grads.push(dw.map(|s| Tensor::from_storage(s, &c, xs.device())).transpose()?);
             }
-            if has_b {
+            if let Some(b) = &bsv {
+                let db = if b.requires_grad() { db } else { None };
                 grads.push(db.map(|s| Tensor::from_storage(s, &c, xs.device())).transpose()?);
             }
             Ok(grads)
         })
     }
 
-    /// LayerNorm from primitive ops (mean, sub, sqr, sqrt, div): the reference the fused kernel is
-    /// tested against.
+    /// LayerNorm composed from primitive ops (mean, sub, sqr, add, sqrt, div, mul): the reference
+    /// the fused [`Tensor::layer_norm`] is tested against; same formula, shapes and `eps`, with
+    /// autodiff through every primitive instead of the hand-written backward.
     pub fn layer_norm_reference(&self, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f64) -> Result<Tensor> {
         let mu = self.mean(&[-1], true)?;
         let xc = self.sub(&mu)?;

@@ -11,7 +11,20 @@ use crate::tensor::check_compute;
 use crate::{Error, Result, Tensor};
 
 impl Tensor {
-    /// RMSNorm over the last dim with an optional weight.
+    /// RMSNorm over the last dim C with an optional weight, fused: `y = x·rstd·w` per row,
+    /// `rstd = 1/√(mean x² + ε)`.
+    ///
+    /// Backward: with `ĝ = w·dy`, `dx = rstd·(ĝ − x·rstd²·mean(ĝ·x))`, `dw = Σ_rows dy·x·rstd`.
+    ///
+    /// # Shapes
+    /// `self`: (…, C) (N = numel/C rows); `weight`: (C); output: like `self`.
+    ///
+    /// # Numerics
+    /// `mean x²` is accumulated in f64; saved for the backward: the input and per-row `rstd` (N).
+    ///
+    /// # Errors
+    /// `UnsupportedDType` for non-float input, `BadShape` for a rank-0 input, `ShapeMismatch` /
+    /// `DTypeMismatch` for a weight that is not (C) of the input's dtype.
     pub fn rms_norm(&self, weight: Option<&Tensor>, eps: f64) -> Result<Tensor> {
         check_compute("rms_norm", self)?;
         if self.rank() == 0 {
@@ -42,16 +55,19 @@ impl Tensor {
                 (&**rstd.storage(), rstd.layout()),
                 (&**g.storage(), g.layout()),
             )?;
-            let mut grads = vec![Some(Tensor::from_storage(dx, xs.dims(), xs.device())?)];
-            if wsv.is_some() {
+            let dx = if xs.requires_grad() { Some(Tensor::from_storage(dx, xs.dims(), xs.device())?) } else { None };
+            let mut grads = vec![dx];
+            if let Some(w) = &wsv {
                 let c = [xs.dims()[xs.rank() - 1]];
+                let dw = if w.requires_grad() { dw } else { None };
                 grads.push(dw.map(|s| Tensor::from_storage(s, &c, xs.device())).transpose()?);
             }
             Ok(grads)
         })
     }
 
-    /// RMSNorm from primitive ops: the reference for tests.
+    /// RMSNorm composed from primitive ops (sqr, mean, add, sqrt, div, mul): the reference the
+    /// fused [`Tensor::rms_norm`] is tested against; same formula, shapes and `eps`.
     pub fn rms_norm_reference(&self, weight: Option<&Tensor>, eps: f64) -> Result<Tensor> {
         let ms = self.sqr()?.mean(&[-1], true)?;
         let y = self.div(&ms.add_scalar(eps)?.sqrt()?)?;

@@ -17,7 +17,7 @@
 //! Grouped-query attention: query head h reads kv head h / (H/Hkv); dK/dV of a kv head sum over
 //! its query heads. Rows whose keys are all masked output 0 with `lse = −∞` and zero gradients.
 
-use super::float::KFloat;
+use super::float::{max_lanes, sum_lanes, KFloat};
 use super::random::uniform;
 use crate::pool;
 use crate::storage::{dispatch_float, Elem};
@@ -235,18 +235,19 @@ fn forward_t<T: Elem>(
                 g.scores(&mut st, qd, kd, bi, hi, q0, br, k0, bc);
                 for i in 0..br {
                     let row = &mut st[i * BC..i * BC + bc];
-                    let mt = row.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
+                    let mt = max_lanes(row);
                     if mt == T::neg_infinity() {
                         row.iter_mut().for_each(|p| *p = T::zero());
                         continue;
                     }
                     let mn = m[i].max(mt);
-                    let alpha = (m[i] - mn).exp(); // 0 when m was −∞
-                    let mut sum = T::zero();
-                    for (j, p) in row.iter_mut().enumerate() {
-                        let e = (*p - mn).exp();
-                        sum += e;
-                        *p = if dropout { e * g.drop(bi, hi, q0 + i, k0 + j) } else { e };
+                    let alpha = (m[i] - mn).fexp(); // 0 when m was −∞
+                    row.iter_mut().for_each(|p| *p = (*p - mn).fexp());
+                    let sum = sum_lanes(row);
+                    if dropout {
+                        for (j, p) in row.iter_mut().enumerate() {
+                            *p *= g.drop(bi, hi, q0 + i, k0 + j);
+                        }
                     }
                     l[i] = alpha * l[i] + sum;
                     m[i] = mn;
@@ -291,7 +292,7 @@ fn tile_grads<T: Elem>(
     for i in 0..br {
         let l = lse[bh * g.t + q0 + i];
         for j in 0..bc {
-            let e = if l == T::neg_infinity() { T::zero() } else { (p[i * BC + j] - l).exp() };
+            let e = if l == T::neg_infinity() { T::zero() } else { (p[i * BC + j] - l).fexp() };
             p[i * BC + j] = e;
             any |= e != T::zero();
         }

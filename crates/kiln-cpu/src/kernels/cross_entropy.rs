@@ -7,6 +7,7 @@
 //! Backward: `dx_v = dloss·(e^(x_v − lse) − (1−ε)[v = t] − ε/V)`, zero for ignored rows.
 
 use super::rows::rows_of;
+use super::float::{max_lanes, sum_exp_shifted, KFloat};
 use crate::pool;
 use crate::storage::{contiguous_slice, cpu, dispatch_float, CpuStorage, Elem};
 use kiln_core::backend::{Arg, BoxStorage, Storage};
@@ -36,8 +37,8 @@ fn forward_t<T: Elem>(logits: Arg, t: Arg, ignore: i64, eps: f64) -> Result<(Box
     let mut lse: Vec<T> = pool::take(n);
     let row = |r: usize| -> (T, T) {
         let xr = &xs[r * v..(r + 1) * v];
-        let m = xr.iter().fold(T::neg_infinity(), |a, &b| a.max(b));
-        let s: f64 = xr.iter().map(|&x| (x - m).exp().f64()).sum();
+        let m = max_lanes(xr);
+        let s = sum_exp_shifted(xr, m).f64();
         let lse = m.f64() + s.ln();
         if ids[r] == ignore {
             return (T::zero(), T::c(lse));
@@ -73,7 +74,7 @@ fn backward_t<T: Elem>(logits: Arg, t: Arg, lse: Arg, dloss: Arg, ignore: i64, e
         let xr = &xs[r * v..(r + 1) * v];
         let (l, d) = (ls[r], ds[r]);
         for (o, &x) in dr.iter_mut().zip(xr) {
-            *o = d * ((x - l).exp() - off);
+            *o = d * ((x - l).fexp() - off);
         }
         dr[ids[r] as usize] -= d * on;
     });

@@ -15,6 +15,8 @@ use std::borrow::Cow;
 const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
 const FRAC_1_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
 const GELU_C: f64 = 0.044_715;
+/// Elements per parallel task of the flat loops.
+const CHUNK: usize = 1 << 14;
 
 /// The contiguous elements of `l` (borrowed when already contiguous).
 fn dense<'a, T: Poolable>(v: &'a [T], l: &Layout) -> Cow<'a, [T]> {
@@ -38,10 +40,12 @@ fn vec_arg<'a, T: Elem>(op: &'static str, s: &'a dyn Storage) -> Result<&'a Vec<
 /// `out[i] = f(x[i])`, in parallel for large inputs.
 fn map1<T: Elem>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
     let mut out = pool::take(x.len());
+    // Plain slice loops inside each task, so the closure body vectorises.
+    let run = |(o, xs): (&mut [T], &[T])| o.iter_mut().zip(xs).for_each(|(o, &v)| *o = f(v));
     if x.len() >= PAR_MIN {
-        out.par_iter_mut().zip(x.par_iter()).for_each(|(o, &v)| *o = f(v));
+        out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(run);
     } else {
-        out.iter_mut().zip(x).for_each(|(o, &v)| *o = f(v));
+        run((&mut out, x));
     }
     out
 }
@@ -49,16 +53,25 @@ fn map1<T: Elem>(x: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
 /// `out[i] = f(x[i], y[i])`, in parallel for large inputs.
 fn map2<T: Elem>(x: &[T], y: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
     let mut out = pool::take(x.len());
+    let run = |(o, (xs, ys)): (&mut [T], (&[T], &[T]))| {
+        o.iter_mut().zip(xs.iter().zip(ys)).for_each(|(o, (&a, &b))| *o = f(a, b))
+    };
     if x.len() >= PAR_MIN {
-        out.par_iter_mut().zip(x.par_iter().zip(y.par_iter())).for_each(|(o, (&a, &b))| *o = f(a, b));
+        out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK).zip(y.par_chunks(CHUNK))).for_each(run);
     } else {
-        out.iter_mut().zip(x.iter().zip(y)).for_each(|(o, (&a, &b))| *o = f(a, b));
+        run((&mut out, (x, y)));
     }
     out
 }
 
+/// `tanh u = 1 − 2/(e^(2u) + 1)` on the fast exp (GELU's hot path; `Tanh` itself stays exact).
+#[inline(always)]
+fn tanh_fast<T: KFloat>(u: T) -> T {
+    T::one() - T::c(2.0) / ((u + u).fexp() + T::one())
+}
+
 fn sigmoid<T: KFloat>(x: T) -> T {
-    T::one() / (T::one() + (-x).exp())
+    T::one() / (T::one() + (-x).fexp())
 }
 
 fn unary_fwd<T: Elem>(op: UnaryOp, s: &dyn Storage, l: &Layout) -> Result<BoxStorage> {
@@ -66,7 +79,7 @@ fn unary_fwd<T: Elem>(op: UnaryOp, s: &dyn Storage, l: &Layout) -> Result<BoxSto
     let c = T::c;
     let y = match op {
         UnaryOp::Neg => map1(&x, |v| -v),
-        UnaryOp::Exp => map1(&x, |v| v.exp()),
+        UnaryOp::Exp => map1(&x, |v| v.fexp()),
         UnaryOp::Log => map1(&x, |v| v.ln()),
         UnaryOp::Sqrt => map1(&x, |v| v.sqrt()),
         UnaryOp::Tanh => map1(&x, |v| v.tanh()),
@@ -74,9 +87,9 @@ fn unary_fwd<T: Elem>(op: UnaryOp, s: &dyn Storage, l: &Layout) -> Result<BoxSto
         UnaryOp::Sqr => map1(&x, |v| v * v),
         UnaryOp::Recip => map1(&x, |v| v.recip()),
         UnaryOp::Relu => map1(&x, |v| v.max(T::zero())),
-        UnaryOp::GeluErf => map1(&x, |v| c(0.5) * v * (T::one() + (v * c(std::f64::consts::FRAC_1_SQRT_2)).erf())),
+        UnaryOp::GeluErf => map1(&x, |v| c(0.5) * v * (T::one() + (v * c(std::f64::consts::FRAC_1_SQRT_2)).ferf())),
         UnaryOp::GeluTanh => {
-            map1(&x, |v| c(0.5) * v * (T::one() + (c(SQRT_2_OVER_PI) * (v + c(GELU_C) * v * v * v)).tanh()))
+            map1(&x, |v| c(0.5) * v * (T::one() + tanh_fast(c(SQRT_2_OVER_PI) * (v + c(GELU_C) * v * v * v))))
         }
         UnaryOp::Silu => map1(&x, |v| v * sigmoid(v)),
         UnaryOp::Sigmoid => map1(&x, sigmoid),
@@ -100,7 +113,7 @@ fn unary_bwd_t<T: Elem>(
     let one = T::one();
     let dx = match op {
         UnaryOp::Neg => map2(&x, &g, |_, g| -g),
-        UnaryOp::Exp => map2(&x, &g, |x, g| g * x.exp()),
+        UnaryOp::Exp => map2(&x, &g, |x, g| g * x.fexp()),
         UnaryOp::Log => map2(&x, &g, |x, g| g / x),
         UnaryOp::Sqrt => map2(&x, &g, |x, g| g / (c(2.0) * x.sqrt())),
         UnaryOp::Tanh => map2(&x, &g, |x, g| {
@@ -120,12 +133,12 @@ fn unary_bwd_t<T: Elem>(
         UnaryOp::Recip => map2(&x, &g, |x, g| -g / (x * x)),
         UnaryOp::Relu => map2(&x, &g, |x, g| if x > T::zero() { g } else { T::zero() }),
         UnaryOp::GeluErf => map2(&x, &g, |x, g| {
-            let cdf = c(0.5) * (one + (x * c(std::f64::consts::FRAC_1_SQRT_2)).erf());
-            let pdf = c(FRAC_1_SQRT_2PI) * (c(-0.5) * x * x).exp();
+            let cdf = c(0.5) * (one + (x * c(std::f64::consts::FRAC_1_SQRT_2)).ferf());
+            let pdf = c(FRAC_1_SQRT_2PI) * (c(-0.5) * x * x).fexp();
             g * (cdf + x * pdf)
         }),
         UnaryOp::GeluTanh => map2(&x, &g, |x, g| {
-            let t = (c(SQRT_2_OVER_PI) * (x + c(GELU_C) * x * x * x)).tanh();
+            let t = tanh_fast(c(SQRT_2_OVER_PI) * (x + c(GELU_C) * x * x * x));
             let du = c(SQRT_2_OVER_PI) * (one + c(3.0 * GELU_C) * x * x);
             g * (c(0.5) * (one + t) + c(0.5) * x * (one - t * t) * du)
         }),

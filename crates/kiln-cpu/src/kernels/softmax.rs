@@ -6,6 +6,7 @@
 //! log-softmax `dx = dy − e^y · Σ dy`.
 
 use super::PAR_MIN;
+use super::float::{max_lanes, sum_lanes};
 use crate::pool;
 use crate::storage::{dispatch_float, Elem};
 use kiln_core::backend::{Arg, BoxStorage};
@@ -48,12 +49,11 @@ fn forward_t<T: Elem>(x: Arg, log: bool) -> Result<BoxStorage> {
     let mut y = pool::take(xs.len());
     for_rows(&mut y, c, |r, yr| {
         let xr = &xs[r * c..(r + 1) * c];
-        let m = xr.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
-        let mut s = T::zero();
+        let m = max_lanes(xr);
         for (o, &v) in yr.iter_mut().zip(xr) {
-            *o = (v - m).exp();
-            s += *o;
+            *o = (v - m).fexp();
         }
+        let s = sum_lanes(yr);
         if log {
             let ls = s.ln();
             for (o, &v) in yr.iter_mut().zip(xr) {
@@ -79,7 +79,7 @@ fn backward_t<T: Elem>(y: Arg, dy: Arg, log: bool) -> Result<BoxStorage> {
         if log {
             let s: T = gr.iter().copied().sum();
             for ((o, &yv), &g) in dr.iter_mut().zip(yr).zip(gr) {
-                *o = g - yv.exp() * s;
+                *o = g - yv.fexp() * s;
             }
         } else {
             let dot: T = yr.iter().zip(gr).map(|(&a, &b)| a * b).sum();
