@@ -13,8 +13,8 @@ mod dtype;
 mod error;
 pub mod gradcheck;
 pub mod module;
-pub mod safetensors;
 pub mod ops;
+pub mod safetensors;
 pub mod shape;
 mod tensor;
 
@@ -22,7 +22,7 @@ pub use autograd::{no_grad, set_anomaly_mode, NoGradGuard};
 pub use backend::Device;
 pub use dtype::{DType, HostData, WithDType};
 pub use error::{Error, Result};
-pub use module::Module;
 pub use half::{bf16, f16};
+pub use module::Module;
 pub use shape::Layout;
 pub use tensor::Tensor;

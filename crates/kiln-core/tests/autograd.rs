@@ -1,5 +1,7 @@
 //! Tape behaviour: accumulation, no-grad mode, graph freeing, anomaly mode, named errors.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cloned_ref_to_slice_refs)] // tests fail loudly by design
+
 use kiln_core::autograd::{anomaly_mode, grad_enabled};
 use kiln_core::{no_grad, set_anomaly_mode, DType, Error, Tensor};
 

@@ -1,5 +1,7 @@
 //! The fused AdamW kernel against the textbook update written out in f64.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cloned_ref_to_slice_refs)] // tests fail loudly by design
+
 use kiln_core::backend::AdamWStep;
 use kiln_core::{DType, Error, Tensor};
 

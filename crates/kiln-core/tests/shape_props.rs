@@ -1,6 +1,8 @@
 //! Property tests of the shape algebra: views agree with an index-by-index model, broadcasting is
 //! NumPy's, and reshape/permute/narrow compose as they should.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cloned_ref_to_slice_refs)] // tests fail loudly by design
+
 use kiln_core::shape::{broadcast_shapes, contiguous_strides, numel};
 use kiln_core::{DType, Layout, Tensor};
 use proptest::prelude::*;

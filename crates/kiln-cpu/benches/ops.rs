@@ -2,6 +2,8 @@
 //! V = 8192), forward and forward+backward. Throughput is reported in elements (or FLOPs for
 //! matmul) so runs can be compared with memory bandwidth (~48 GB/s here) and the GEMM ceiling.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // benchmarks abort on error by design
+
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use kiln_core::ops::CrossEntropyOpts;
 use kiln_core::{DType, Tensor};
@@ -23,12 +25,34 @@ fn fwd_bwd(x: &Tensor, f: impl Fn(&Tensor) -> Tensor) {
     black_box(leaf.grad());
 }
 
+/// `[batch…, rows, cols]`, or the transposed view of a `[batch…, cols, rows]` tensor.
+fn operand(batch: &[usize], rows: usize, cols: usize, transposed: bool, seed: u64) -> Tensor {
+    let dims = |a: usize, b: usize| [batch, &[a, b]].concat();
+    if transposed {
+        rand(&dims(cols, rows), seed).t().expect("t")
+    } else {
+        rand(&dims(rows, cols), seed)
+    }
+}
+
+/// Throughput in FLOPs (criterion prints them as "elem/s"): 2·M·N·K per product.
 fn matmul(c: &mut Criterion) {
     let mut g = c.benchmark_group("matmul");
-    for (m, k, n) in [(ROWS, C, C), (ROWS, C, 4 * C), (ROWS, 4 * C, C)] {
-        let (a, b) = (rand(&[m, k], 1), rand(&[k, n], 2));
-        g.throughput(Throughput::Elements((2 * m * k * n) as u64));
-        g.bench_function(format!("{m}x{k}x{n}"), |bn| bn.iter(|| black_box(a.matmul(&b).expect("matmul"))));
+    // (name, batch, m, k, n, A transposed view, B transposed view)
+    let cases: [(&str, &[usize], usize, usize, usize, bool, bool); 7] = [
+        ("proj", &[], ROWS, C, C, false, false),
+        ("mlp_up", &[], ROWS, C, 4 * C, false, false),
+        ("mlp_down", &[], ROWS, 4 * C, C, false, false),
+        ("linear_fwd_xWt", &[], ROWS, C, 4 * C, false, true),
+        ("weight_grad_xt_dy", &[], C, ROWS, 4 * C, true, false),
+        ("attn_qkt_96x", &[8, 12], 256, 64, 256, false, true),
+        ("attn_pv_96x", &[8, 12], 256, 256, 64, false, false),
+    ];
+    for (name, batch, m, k, n, ta, tb) in cases {
+        let (a, b) = (operand(batch, m, k, ta, 1), operand(batch, k, n, tb, 2));
+        let count: usize = batch.iter().product();
+        g.throughput(Throughput::Elements((2 * count * m * k * n) as u64));
+        g.bench_function(format!("{name}_{m}x{k}x{n}"), |bn| bn.iter(|| black_box(a.matmul(&b).expect("matmul"))));
     }
     g.finish();
 }
@@ -50,15 +74,21 @@ fn fused(c: &mut Criterion) {
     let x = rand(&[ROWS, C], 5);
     let (w, bias) = (rand(&[C], 6), rand(&[C], 7));
     let logits = rand(&[ROWS, V], 8);
-    let targets = Tensor::from_vec((0..ROWS as i64).map(|i| i * 31 % V as i64).collect(), &[ROWS], &kiln_cpu::cpu()).expect("t");
+    let targets =
+        Tensor::from_vec((0..ROWS as i64).map(|i| i * 31 % V as i64).collect(), &[ROWS], &kiln_cpu::cpu()).expect("t");
     let wte = rand(&[V, C], 9);
-    let ids = Tensor::from_vec((0..ROWS as i64).map(|i| i * 13 % V as i64).collect(), &[8, ROWS / 8], &kiln_cpu::cpu()).expect("ids");
+    let ids = Tensor::from_vec((0..ROWS as i64).map(|i| i * 13 % V as i64).collect(), &[8, ROWS / 8], &kiln_cpu::cpu())
+        .expect("ids");
     let mut g = c.benchmark_group("fused");
     g.throughput(Throughput::Elements((ROWS * C) as u64));
     g.bench_function("softmax_fwd", |b| b.iter(|| black_box(x.softmax().expect("softmax"))));
     g.bench_function("softmax_fwd_bwd", |b| b.iter(|| fwd_bwd(&x, |t| t.softmax().expect("softmax"))));
-    g.bench_function("layer_norm_fwd", |b| b.iter(|| black_box(x.layer_norm(Some(&w), Some(&bias), 1e-5).expect("ln"))));
-    g.bench_function("layer_norm_fwd_bwd", |b| b.iter(|| fwd_bwd(&x, |t| t.layer_norm(Some(&w), Some(&bias), 1e-5).expect("ln"))));
+    g.bench_function("layer_norm_fwd", |b| {
+        b.iter(|| black_box(x.layer_norm(Some(&w), Some(&bias), 1e-5).expect("ln")))
+    });
+    g.bench_function("layer_norm_fwd_bwd", |b| {
+        b.iter(|| fwd_bwd(&x, |t| t.layer_norm(Some(&w), Some(&bias), 1e-5).expect("ln")))
+    });
     g.bench_function("rms_norm_fwd_bwd", |b| b.iter(|| fwd_bwd(&x, |t| t.rms_norm(Some(&w), 1e-6).expect("rms"))));
     g.bench_function("embedding_fwd_bwd", |b| b.iter(|| fwd_bwd(&wte, |t| Tensor::embedding(t, &ids).expect("emb"))));
     g.throughput(Throughput::Elements((ROWS * V) as u64));

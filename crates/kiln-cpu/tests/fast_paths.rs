@@ -2,6 +2,8 @@
 //! transposed operands, broadcast batches, both the threaded-GEMM and the GEMM-per-thread regimes),
 //! strided and parallel elementwise loops, and parallel reductions.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cloned_ref_to_slice_refs)] // tests fail loudly by design
+
 use kiln_core::{DType, Tensor};
 
 /// f32 GEMM against an f64-accumulated loop: error grows like √K·ε·|a||b|.

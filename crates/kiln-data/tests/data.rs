@@ -1,5 +1,7 @@
 //! The data pipeline end to end: corpus, tokenizers, token files, batches, and bad input.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cloned_ref_to_slice_refs)] // tests fail loudly by design
+
 use kiln_data::tokenizer::END_OF_TEXT;
 use kiln_data::{corpus, Batcher, CharTokenizer, DataError, Split, TokenFile, Tokenizer};
 

@@ -42,8 +42,11 @@ unsafe fn fma256(iters: u64) -> f32 {
     s
 }
 
-/// (vector width in lanes, kernel) for the best instruction set present.
-fn kernel() -> Option<(u64, unsafe fn(u64) -> f32, &'static str)> {
+/// A peak kernel: vector width in lanes, the FMA loop, the instruction set's name.
+type PeakKernel = (u64, unsafe fn(u64) -> f32, &'static str);
+
+/// The kernel for the best instruction set present.
+fn kernel() -> Option<PeakKernel> {
     #[cfg(target_arch = "x86_64")]
     {
         if is_x86_feature_detected!("avx512f") {

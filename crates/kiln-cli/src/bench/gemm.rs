@@ -1,89 +1,154 @@
 //! `kiln bench gemm`: GFLOP/s of kiln's matmul on transformer shapes against baselines measured in
-//! the same run — numpy's OpenBLAS (SkylakeX kernel) when `python3 -c 'import numpy'` works, and
-//! always the machine's FMA peak.
+//! the same run — the `gemm` crate called directly (kiln's overhead), numpy's OpenBLAS (SkylakeX
+//! kernel) when `python3 -c 'import numpy'` works, and always the machine's FMA peak.
 
-use super::{fma, time_it};
+use super::{fma, time_it, Budget};
 use anyhow::{Context, Result};
+use gemm::Parallelism;
 use kiln_core::{DType, Tensor};
+use rayon::prelude::*;
 use std::process::Command;
 
-/// One benchmark case: batch × (m×k)·(k×n), and whether A is a transposed view.
+/// One benchmark case: batch × (m×k)·(k×n); `ta`/`tb`: the operand is a transposed view.
 struct Case {
     name: String,
     batch: usize,
     m: usize,
     k: usize,
     n: usize,
-    a_transposed: bool,
+    ta: bool,
+    tb: bool,
     large: bool,
 }
 
-fn cases(rows: usize) -> Vec<Case> {
-    let c = |name: &str, batch, m, k, n, a_transposed, large| Case {
-        name: name.into(),
-        batch,
-        m,
-        k,
-        n,
-        a_transposed,
-        large,
-    };
-    vec![
-        c(&format!("qkv-like    ({rows}×768)·(768×768)"), 1, rows, 768, 768, false, true),
-        c(&format!("mlp up      ({rows}×768)·(768×3072)"), 1, rows, 768, 3072, false, true),
-        c(&format!("mlp down    ({rows}×3072)·(3072×768)"), 1, rows, 3072, 768, false, true),
-        c(&format!("weight grad (768×{rows})ᵀ·({rows}×3072)"), 1, 768, rows, 3072, true, true),
-        c("square      2048³", 1, 2048, 2048, 2048, false, true),
-        c("attn scores 96×(256×64)·(64×256)", 96, 256, 64, 256, false, false),
-        c("attn values 96×(256×256)·(256×64)", 96, 256, 256, 64, false, false),
-    ]
+impl Case {
+    fn flops(&self) -> f64 {
+        2.0 * (self.batch * self.m * self.k * self.n) as f64
+    }
 }
 
-fn kiln_gflops(case: &Case, seconds: f64) -> Result<f64> {
+fn cases(rows: &[usize]) -> Vec<Case> {
+    let c = |name: String, batch, m, k, n, ta, tb, large| Case { name, batch, m, k, n, ta, tb, large };
+    let mut v = Vec::new();
+    for &r in rows {
+        v.push(c(format!("attn proj   ({r}×768)·(768×768)"), 1, r, 768, 768, false, false, true));
+        v.push(c(format!("mlp up      ({r}×768)·(768×3072)"), 1, r, 768, 3072, false, false, true));
+        v.push(c(format!("mlp down    ({r}×3072)·(3072×768)"), 1, r, 3072, 768, false, false, true));
+        v.push(c(format!("linear fwd  ({r}×768)·(3072×768)ᵀ"), 1, r, 768, 3072, false, true, true));
+        v.push(c(format!("weight grad (768×{r})ᵀ·({r}×3072)"), 1, 768, r, 3072, true, false, true));
+    }
+    v.push(c("square      2048³".into(), 1, 2048, 2048, 2048, false, false, true));
+    v.push(c("attn q·kᵀ   96×(256×64)·(256×64)ᵀ".into(), 96, 256, 64, 256, false, true, false));
+    v.push(c("attn p·v    96×(256×256)·(256×64)".into(), 96, 256, 256, 64, false, false, false));
+    v
+}
+
+/// `[batch, rows, cols]` as a tensor, or as the transposed view of a `[batch, cols, rows]` one.
+fn operand(batch: usize, rows: usize, cols: usize, transposed: bool, seed: u64) -> Result<Tensor> {
     let dev = kiln_cpu::cpu();
-    let a = if case.a_transposed {
-        Tensor::randn(&[case.batch, case.k, case.m], 0.0, 1.0, DType::F32, 1, &dev)?.t()?
+    let t = if transposed {
+        Tensor::randn(&[batch, cols, rows], 0.0, 1.0, DType::F32, seed, &dev)?.t()?
     } else {
-        Tensor::randn(&[case.batch, case.m, case.k], 0.0, 1.0, DType::F32, 1, &dev)?
+        Tensor::randn(&[batch, rows, cols], 0.0, 1.0, DType::F32, seed, &dev)?
     };
-    let b = Tensor::randn(&[case.batch, case.k, case.n], 0.0, 1.0, DType::F32, 2, &dev)?;
-    let (a, b) = if case.batch == 1 { (a.squeeze(0)?, b.squeeze(0)?) } else { (a, b) };
-    let secs = time_it(seconds, || {
+    Ok(if batch == 1 { t.squeeze(0)? } else { t })
+}
+
+/// kiln: `Tensor::matmul` (output allocation, layout checks and dispatch included).
+fn kiln_gflops(case: &Case, budget: Budget) -> Result<f64> {
+    let a = operand(case.batch, case.m, case.k, case.ta, 1)?;
+    let b = operand(case.batch, case.k, case.n, case.tb, 2)?;
+    let secs = time_it(budget, || {
         a.matmul(&b)?;
         Ok(())
     })?;
-    Ok(2.0 * (case.batch * case.m * case.k * case.n) as f64 / secs / 1e9)
+    Ok(case.flops() / secs / 1e9)
+}
+
+/// The `gemm` crate called directly on preallocated buffers, threaded the way kiln threads it
+/// (one single-threaded GEMM per task for batches of at least `threads` matrices, else
+/// `Parallelism::Rayon(threads)` inside each GEMM).
+fn raw_gflops(case: &Case, threads: usize, budget: Budget) -> Result<f64> {
+    let (bt, m, k, n) = (case.batch, case.m, case.k, case.n);
+    let fill = |len: usize| (0..len).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect::<Vec<f32>>();
+    let (a, b) = (fill(bt * m * k), fill(bt * k * n));
+    let mut c = vec![0f32; bt * m * n];
+    // (row stride, column stride) of A (m×k) and B (k×n) inside each batch matrix.
+    let (ars, acs) = if case.ta { (1, m as isize) } else { (k as isize, 1) };
+    let (brs, bcs) = if case.tb { (1, k as isize) } else { (n as isize, 1) };
+    let one = |c: &mut [f32], i: usize, par: Parallelism| {
+        // SAFETY: every batch matrix lies inside `a`/`b` (sizes above), `c` holds m·n elements.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                c.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                a.as_ptr().add(i * m * k),
+                acs,
+                ars,
+                b.as_ptr().add(i * k * n),
+                bcs,
+                brs,
+                0.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                par,
+            )
+        }
+    };
+    let secs = time_it(budget, || {
+        if bt >= threads && threads > 1 {
+            c.par_chunks_mut(m * n).enumerate().for_each(|(i, c)| one(c, i, Parallelism::None));
+        } else {
+            let par = if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
+            c.chunks_mut(m * n).enumerate().for_each(|(i, c)| one(c, i, par));
+        }
+        Ok(())
+    })?;
+    Ok(case.flops() / secs / 1e9)
 }
 
 const NUMPY_SCRIPT: &str = r#"
 import sys, time, numpy as np
-for spec in sys.argv[1:]:
-    b, m, k, n, t = (int(x) for x in spec.split(","))
-    a = np.random.rand(b, k, m).astype(np.float32).transpose(0, 2, 1) if t else np.random.rand(b, m, k).astype(np.float32)
-    w = np.random.rand(b, k, n).astype(np.float32)
-    if b == 1:
-        a, w = a[0], w[0]
+secs, iters = float(sys.argv[1]), int(sys.argv[2])
+def operand(b, r, c, t):
+    x = np.random.rand(b, c, r).astype(np.float32).transpose(0, 2, 1) if t else np.random.rand(b, r, c).astype(np.float32)
+    return x[0] if b == 1 else x
+for spec in sys.argv[3:]:
+    b, m, k, n, ta, tb = (int(x) for x in spec.split(","))
+    a, w = operand(b, m, k, ta), operand(b, k, n, tb)
     np.matmul(a, w)
     ts, start = [], time.perf_counter()
-    while len(ts) < 3 or time.perf_counter() - start < float(__SECONDS__):
+    while (len(ts) < iters) if iters > 0 else (len(ts) < 3 or (time.perf_counter() - start < secs and len(ts) < 1000)):
         t0 = time.perf_counter(); np.matmul(a, w); ts.append(time.perf_counter() - t0)
     ts.sort()
     print(2.0 * b * m * k * n / ts[len(ts) // 2] / 1e9, flush=True)
 "#;
 
 /// numpy's GFLOP/s per case, or `None` when numpy is not importable.
-fn numpy_gflops(cases: &[Case], threads: usize, seconds: f64) -> Option<Vec<f64>> {
+fn numpy_gflops(cases: &[Case], threads: usize, budget: Budget) -> Option<Vec<f64>> {
     let ok = Command::new("python3").args(["-c", "import numpy"]).output().ok()?.status.success();
     if !ok {
         return None;
     }
-    let specs: Vec<String> =
-        cases.iter().map(|c| format!("{},{},{},{},{}", c.batch, c.m, c.k, c.n, c.a_transposed as u8)).collect();
+    let (secs, iters) = match budget {
+        Budget::Seconds(s) => (s, 0),
+        Budget::Iters(n) => (0.0, n.max(1)),
+    };
+    let specs = cases.iter().map(|c| format!("{},{},{},{},{},{}", c.batch, c.m, c.k, c.n, c.ta as u8, c.tb as u8));
     let t = threads.to_string();
     let out = Command::new("python3")
         .arg("-c")
-        .arg(NUMPY_SCRIPT.replace("__SECONDS__", &seconds.to_string()))
-        .args(&specs)
+        .arg(NUMPY_SCRIPT)
+        .arg(secs.to_string())
+        .arg(iters.to_string())
+        .args(specs)
         .env("OPENBLAS_CORETYPE", "SkylakeX")
         .env("OPENBLAS_NUM_THREADS", &t)
         .env("OMP_NUM_THREADS", &t)
@@ -94,52 +159,86 @@ fn numpy_gflops(cases: &[Case], threads: usize, seconds: f64) -> Option<Vec<f64>
     (v.len() == cases.len()).then_some(v)
 }
 
-/// Runs the benchmark and prints the table.
-pub fn run(rows: usize, seconds: f64) -> Result<()> {
-    let threads = kiln_cpu::num_threads();
+fn cell(x: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    x.map_or_else(|| "-".into(), f)
+}
+
+/// Mean of the `Some` values, as a percentage.
+fn mean_pct(xs: &[Option<f64>]) -> Option<f64> {
+    let v: Vec<f64> = xs.iter().flatten().copied().collect();
+    (!v.is_empty()).then(|| 100.0 * v.iter().sum::<f64>() / v.len() as f64)
+}
+
+/// Runs the benchmark on `threads` threads (rayon's global pool must already have that size) and
+/// prints the table.
+pub fn run(rows: &[usize], threads: usize, budget: Budget) -> Result<()> {
+    let pool_threads = rayon::current_num_threads();
+    anyhow::ensure!(
+        pool_threads == threads,
+        "rayon's global pool has {pool_threads} threads, not the requested {threads}"
+    );
     let cases = cases(rows);
-    println!("kiln bench gemm — fp32, {threads} threads (KILN_NUM_THREADS overrides), median of ≥3 runs per shape");
+    let how = match budget {
+        Budget::Seconds(s) => format!("median of ≥3 timed calls over {s} s per shape after a warm-up call"),
+        Budget::Iters(n) => format!("median of {n} timed calls per shape after a warm-up call"),
+    };
+    println!("kiln bench gemm — fp32, {threads} threads (rayon pool: {pool_threads}), {how}");
+    #[cfg(target_arch = "x86_64")]
+    println!(
+        "CPU: avx512f {}, avx2+fma {}; gemm crate built with x86-v4 (AVX-512 kernels)",
+        is_x86_feature_detected!("avx512f"),
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    );
     let peak = fma::peak_gflops(threads);
     match peak {
-        Some((p, isa)) => println!("FMA peak ({isa}, {threads} threads): {p:.0} GFLOP/s"),
+        Some((p, isa)) => println!("FMA peak ({isa}, {threads} threads, best of 5): {p:.0} GFLOP/s"),
         None => println!("FMA peak: no AVX2/AVX-512 FMA on this CPU"),
     }
-    let numpy = numpy_gflops(&cases, threads, seconds);
+    let numpy = numpy_gflops(&cases, threads, budget);
     println!(
         "baseline: {}",
         if numpy.is_some() {
-            "numpy (OpenBLAS, OPENBLAS_CORETYPE=SkylakeX), same shapes, same threads"
+            "numpy (OpenBLAS, OPENBLAS_CORETYPE=SkylakeX), same shapes and views, same thread count"
         } else {
-            "numpy not importable: FMA peak only"
+            "numpy not importable (pip install numpy to add it): FMA peak and the raw gemm crate only"
         }
     );
     println!();
-    println!("{:<44} {:>10} {:>10} {:>9} {:>8}", "shape", "kiln", "numpy", "kiln/np", "of peak");
-    let (mut ratio_sum, mut peak_sum, mut n_large) = (0.0, 0.0, 0);
+    println!(
+        "{:<40} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8}",
+        "shape (GFLOP/s)", "kiln", "raw gemm", "numpy", "kiln/raw", "kiln/np", "of peak"
+    );
+    let (mut vs_raw, mut vs_np, mut vs_peak) = (Vec::new(), Vec::new(), Vec::new());
     for (i, c) in cases.iter().enumerate() {
-        let g = kiln_gflops(c, seconds).with_context(|| format!("benchmarking {}", c.name))?;
-        let np = numpy.as_ref().map(|v| v[i]);
+        let g = kiln_gflops(c, budget).with_context(|| format!("benchmarking kiln on {}", c.name))?;
+        let raw = raw_gflops(c, threads, budget).with_context(|| format!("benchmarking gemm on {}", c.name))?;
+        let np = numpy.as_ref().and_then(|v| v.get(i).copied());
         let pk = peak.map(|(p, _)| g / p);
         println!(
-            "{:<44} {:>10.1} {:>10} {:>9} {:>8}",
+            "{:<40} {:>8.1} {:>8.1} {:>8} {:>9.2} {:>8} {:>8}",
             c.name,
             g,
-            np.map_or("-".into(), |x| format!("{x:.1}")),
-            np.map_or("-".into(), |x| format!("{:.2}", g / x)),
-            pk.map_or("-".into(), |x| format!("{:.0}%", 100.0 * x)),
+            raw,
+            cell(np, |x| format!("{x:.1}")),
+            g / raw,
+            cell(np, |x| format!("{:.2}", g / x)),
+            cell(pk, |x| format!("{:.0}%", 100.0 * x)),
         );
         if c.large {
-            n_large += 1;
-            ratio_sum += np.map_or(0.0, |x| g / x);
-            peak_sum += pk.unwrap_or(0.0);
+            vs_raw.push(Some(g / raw));
+            vs_np.push(np.map(|x| g / x));
+            vs_peak.push(pk);
         }
     }
     println!();
-    if numpy.is_some() {
-        println!("large shapes: kiln at {:.0}% of numpy/OpenBLAS (mean ratio)", 100.0 * ratio_sum / n_large as f64);
+    if let Some(p) = mean_pct(&vs_np) {
+        println!("large shapes: kiln at {p:.0}% of baseline numpy/OpenBLAS (mean ratio)");
     }
-    if peak.is_some() {
-        println!("large shapes: kiln at {:.0}% of the FMA peak (mean)", 100.0 * peak_sum / n_large as f64);
+    if let Some(p) = mean_pct(&vs_peak) {
+        println!("large shapes: kiln at {p:.0}% of the FMA peak (mean)");
+    }
+    if let Some(p) = mean_pct(&vs_raw) {
+        println!("large shapes: kiln at {p:.0}% of the gemm crate called directly (mean; <100% = kiln overhead)");
     }
     Ok(())
 }

@@ -3,6 +3,8 @@
 //! any op in the table is not exercised by some check. Op families live in the submodules, each
 //! with a `cases()` the coverage test calls.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cloned_ref_to_slice_refs)] // tests fail loudly by design
+
 use kiln_core::gradcheck::{gradcheck, GradcheckOpts};
 use kiln_core::ops::OPS;
 use kiln_core::{DType, Device, Result, Tensor};

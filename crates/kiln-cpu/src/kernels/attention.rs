@@ -317,7 +317,7 @@ fn tile_grads<T: Elem>(
     true
 }
 
-#[allow(clippy::type_complexity)]
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn backward_t<T: Elem>(
     args: &AttentionArgs,
     q: Arg,

@@ -6,8 +6,8 @@
 //! rows whose target is `ignore_index` get loss 0. Saved: `lse` per row.
 //! Backward: `dx_v = dloss·(e^(x_v − lse) − (1−ε)[v = t] − ε/V)`, zero for ignored rows.
 
+use super::float::{max_lanes, sum_exp_shifted};
 use super::rows::rows_of;
-use super::float::{max_lanes, sum_exp_shifted, KFloat};
 use crate::pool;
 use crate::storage::{contiguous_slice, cpu, dispatch_float, CpuStorage, Elem};
 use kiln_core::backend::{Arg, BoxStorage, Storage};

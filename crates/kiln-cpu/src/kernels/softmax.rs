@@ -5,8 +5,8 @@
 //! Backward from the saved output `y`: softmax `dx = y ⊙ (dy − ⟨dy, y⟩)`;
 //! log-softmax `dx = dy − e^y · Σ dy`.
 
-use super::PAR_MIN;
 use super::float::{max_lanes, sum_lanes};
+use super::PAR_MIN;
 use crate::pool;
 use crate::storage::{dispatch_float, Elem};
 use kiln_core::backend::{Arg, BoxStorage};
