@@ -1,0 +1,66 @@
+//! [`KvCache`]: keys and values of past tokens, preallocated and written in place (seed 001/003
+//! "KV cache"; book ch. 12). Decoding one token then costs O(T) attention work instead of
+//! recomputing all T positions.
+
+use kiln_core::{no_grad, DType, Device, Error, Result, Tensor};
+
+/// Per-layer key/value buffers of shape (B, Hkv, max_len, D), filled up to `len`.
+#[derive(Clone, Debug)]
+pub struct KvCache {
+    k: Tensor,
+    v: Tensor,
+    len: usize,
+}
+
+impl KvCache {
+    /// Zeroed buffers for `max_len` positions.
+    pub fn new(
+        batch: usize,
+        kv_heads: usize,
+        max_len: usize,
+        head_dim: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<KvCache> {
+        let shape = [batch, kv_heads, max_len, head_dim];
+        Ok(KvCache { k: Tensor::zeros(&shape, dtype, device)?, v: Tensor::zeros(&shape, dtype, device)?, len: 0 })
+    }
+
+    /// Tokens cached so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True before the first append.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Capacity in tokens.
+    pub fn max_len(&self) -> usize {
+        self.k.dims()[2]
+    }
+
+    /// Forgets every cached token (the buffers are reused).
+    pub fn reset(&mut self) {
+        self.len = 0;
+    }
+
+    /// Writes `k`, `v` (B, Hkv, T, D) after the cached tokens and returns views of all keys and
+    /// values so far, (B, Hkv, len + T, D). Inference only: not recorded on the tape.
+    pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let t = k.dims().get(2).copied().unwrap_or(0);
+        if self.len + t > self.max_len() {
+            return Err(Error::Invalid {
+                op: "KvCache::append",
+                msg: format!("{} cached + {t} new tokens exceed the capacity of {}", self.len, self.max_len()),
+            });
+        }
+        no_grad(|| -> Result<()> {
+            self.k.narrow(2, self.len, t)?.assign_(&k.detach())?;
+            self.v.narrow(2, self.len, t)?.assign_(&v.detach())
+        })?;
+        self.len += t;
+        Ok((self.k.narrow(2, 0, self.len)?, self.v.narrow(2, 0, self.len)?))
+    }
+}

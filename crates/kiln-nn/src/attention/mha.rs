@@ -1,0 +1,133 @@
+//! [`MultiHeadAttention`] with grouped-query attention (book ch. 8 "multi-head attention";
+//! seed 001 "MHA/MQA/GQA"; Ainslie et al. 2023).
+//!
+//! ```text
+//! x (B,T,C) ─ c_attn ─▶ q (B,H,T,D), k, v (B,Hkv,T,D) ─ RoPE? ─ [KvCache] ─▶
+//!   softmax(q·kᵀ/√D + causal) v  (fused FlashAttention kernel) ─▶ (B,T,C) ─ c_proj ─▶ out
+//! ```
+//! `Hkv = H` is multi-head attention, `Hkv = 1` multi-query, anything between grouped-query.
+
+use super::KvCache;
+use crate::position::RotaryEmbedding;
+use crate::Linear;
+use kiln_core::module::{join, Module};
+use kiln_core::ops::AttentionOpts;
+use kiln_core::{Device, Error, Result, Tensor};
+
+/// Shape of an attention layer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AttentionConfig {
+    /// Model width C.
+    pub dim: usize,
+    /// Query heads H.
+    pub n_heads: usize,
+    /// Key/value heads Hkv (divides H).
+    pub n_kv_heads: usize,
+    /// Biases on the projections (GPT-2 yes, LLaMA no).
+    pub bias: bool,
+    /// Causal (decoder) or bidirectional (encoder).
+    pub causal: bool,
+    /// Dropout on attention probabilities during training.
+    pub dropout: f64,
+}
+
+impl AttentionConfig {
+    /// Checks divisibility: C by H, H by Hkv.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::Invalid { op: "AttentionConfig", msg });
+        if self.n_heads == 0 || self.dim % self.n_heads != 0 {
+            return bad(format!("n_heads {} does not divide dim {}", self.n_heads, self.dim));
+        }
+        if self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+            return bad(format!("n_kv_heads {} does not divide n_heads {}", self.n_kv_heads, self.n_heads));
+        }
+        Ok(())
+    }
+
+    /// Head dim D = C / H.
+    pub fn head_dim(&self) -> usize {
+        self.dim / self.n_heads.max(1)
+    }
+}
+
+/// Self-attention with a fused QKV projection `c_attn` (C → (H + 2·Hkv)·D) and output
+/// projection `c_proj`, GPT-2's names.
+#[derive(Clone, Debug)]
+pub struct MultiHeadAttention {
+    /// The layer's shape.
+    pub cfg: AttentionConfig,
+    /// Fused query/key/value projection.
+    pub c_attn: Linear,
+    /// Output projection.
+    pub c_proj: Linear,
+}
+
+impl MultiHeadAttention {
+    /// Random `N(0, std²)` projections (`proj_std` for the residual output projection).
+    pub fn new(
+        cfg: AttentionConfig,
+        std: f64,
+        proj_std: f64,
+        seed: u64,
+        device: &Device,
+    ) -> Result<MultiHeadAttention> {
+        cfg.validate()?;
+        let d = cfg.head_dim();
+        let qkv = (cfg.n_heads + 2 * cfg.n_kv_heads) * d;
+        Ok(MultiHeadAttention {
+            c_attn: Linear::new(cfg.dim, qkv, cfg.bias, std, seed, device)?,
+            c_proj: Linear::new(cfg.n_heads * d, cfg.dim, cfg.bias, proj_std, seed.wrapping_add(1), device)?,
+            cfg,
+        })
+    }
+
+    /// Attends over `x` (B, T, C), rotating q/k with `rope` when given, appending to `cache` when
+    /// given (the new tokens then follow the cached ones). `dropout_seed` is used only when
+    /// `train` and dropout > 0.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        rope: Option<&RotaryEmbedding>,
+        cache: Option<&mut KvCache>,
+        train: bool,
+        dropout_seed: u64,
+    ) -> Result<Tensor> {
+        let (h, hkv, d) = (self.cfg.n_heads, self.cfg.n_kv_heads, self.cfg.head_dim());
+        if x.rank() != 3 || x.dims()[2] != self.cfg.dim {
+            return Err(Error::ShapeMismatch {
+                op: "MultiHeadAttention",
+                lhs: x.dims().to_vec(),
+                rhs: vec![self.cfg.dim],
+            });
+        }
+        let (b, t) = (x.dims()[0], x.dims()[1]);
+        let qkv = self.c_attn.forward(x)?; // (B,T,(H+2Hkv)·D)
+        let parts = qkv.split(&[h * d, hkv * d, hkv * d], -1)?;
+        let heads = |p: &Tensor, n: usize| p.reshape(&[b, t, n, d])?.transpose(1, 2); // (B,n,T,D)
+        let (mut q, mut k, v) = (heads(&parts[0], h)?, heads(&parts[1], hkv)?, heads(&parts[2], hkv)?);
+        let offset = cache.as_ref().map_or(0, |c| c.len());
+        if let Some(r) = rope {
+            q = r.forward(&q, offset)?;
+            k = r.forward(&k, offset)?;
+        }
+        let (k, v) = match cache {
+            Some(c) => c.append(&k, &v)?,
+            None => (k, v),
+        };
+        let opts = AttentionOpts {
+            causal: self.cfg.causal,
+            scale: None,
+            dropout_p: if train { self.cfg.dropout } else { 0.0 },
+            seed: dropout_seed,
+        };
+        let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None, &opts)?; // (B,H,T,D)
+        self.c_proj.forward(&y.transpose(1, 2)?.reshape(&[b, t, h * d])?)
+    }
+}
+
+impl Module for MultiHeadAttention {
+    fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
+        self.c_attn.visit_params(&join(prefix, "c_attn"), f);
+        self.c_proj.visit_params(&join(prefix, "c_proj"), f);
+    }
+}
