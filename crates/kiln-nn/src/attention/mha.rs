@@ -35,10 +35,10 @@ impl AttentionConfig {
     /// Checks divisibility: C by H, H by Hkv.
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::Invalid { op: "AttentionConfig", msg });
-        if self.n_heads == 0 || self.dim % self.n_heads != 0 {
+        if self.n_heads == 0 || !self.dim.is_multiple_of(self.n_heads) {
             return bad(format!("n_heads {} does not divide dim {}", self.n_heads, self.dim));
         }
-        if self.n_kv_heads == 0 || self.n_heads % self.n_kv_heads != 0 {
+        if self.n_kv_heads == 0 || !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return bad(format!("n_kv_heads {} does not divide n_heads {}", self.n_kv_heads, self.n_heads));
         }
         Ok(())

@@ -28,7 +28,7 @@ impl RotaryEmbedding {
         dtype: DType,
         device: &Device,
     ) -> Result<RotaryEmbedding> {
-        if head_dim == 0 || head_dim % 2 != 0 {
+        if head_dim == 0 || !head_dim.is_multiple_of(2) {
             return Err(Error::Invalid {
                 op: "RotaryEmbedding",
                 msg: format!("head dim {head_dim} must be even and positive"),
