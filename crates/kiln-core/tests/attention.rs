@@ -94,6 +94,17 @@ fn long_sequence_without_the_score_matrix() {
     let want = Tensor::attention_reference(&q_tail, &k.detach(), &v.detach(), None, &AttentionOpts::causal()).unwrap();
     let got = o.narrow(2, t - 8, 8).unwrap();
     assert!(max_diff(&got, &want) < TOL, "{}", max_diff(&got, &want));
+    // dq of a query row depends only on that row (dout = 1 everywhere): compare the tail rows.
+    let q_tail = q_tail.requires_grad_();
+    Tensor::attention_reference(&q_tail, &k.detach(), &v.detach(), None, &AttentionOpts::causal())
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let dq_tail = q.grad().unwrap().narrow(2, t - 8, 8).unwrap();
+    let d = max_diff(&dq_tail, &q_tail.grad().unwrap());
+    assert!(d < TOL, "dq tail differs by {d}");
     // Row 0 sees only key 0: its output is v[0].
     let row0 = o.narrow(2, 0, 1).unwrap().to_vec::<f32>().unwrap();
     let v0 = v.narrow(2, 0, 1).unwrap().to_vec::<f32>().unwrap();
@@ -155,4 +166,22 @@ fn shape_errors_are_named() {
     assert!(matches!(e, Err(Error::Invalid { .. })));
     let e = Tensor::scaled_dot_product_attention(&rand(&[8, 16], 57), &q, &q, None, &AttentionOpts::new());
     assert!(e.is_err());
+}
+
+#[test]
+fn backward_is_deterministic() {
+    // Partial dQ buffers are summed in a fixed order: repeated runs agree bit for bit.
+    let q = rand(&[1, 4, 200, 32], 60);
+    let (k, v) = (rand(&[1, 2, 200, 32], 61), rand(&[1, 2, 200, 32], 62));
+    let run = || {
+        let (q, k, v) = (q.copy().unwrap().requires_grad_(), k.copy().unwrap().requires_grad_(), v.copy().unwrap());
+        let o = Tensor::scaled_dot_product_attention(&q, &k, &v, None, &AttentionOpts::causal()).unwrap();
+        o.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(v.grad().is_none(), "v does not require grad");
+        (q.grad().unwrap().to_vec::<f32>().unwrap(), k.grad().unwrap().to_vec::<f32>().unwrap())
+    };
+    let first = run();
+    for _ in 0..3 {
+        assert_eq!(run(), first);
+    }
 }

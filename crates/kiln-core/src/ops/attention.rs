@@ -120,11 +120,10 @@ impl Tensor {
                 (&**g.storage(), g.layout()),
             )?;
             let dev = qs.device();
-            Ok(vec![
-                Some(Tensor::from_storage(dq, qs.dims(), dev)?),
-                Some(Tensor::from_storage(dk, ks.dims(), dev)?),
-                Some(Tensor::from_storage(dv, vs.dims(), dev)?),
-            ])
+            let wrap = |st, x: &Tensor| -> Result<Option<Tensor>> {
+                Ok(if x.requires_grad() { Some(Tensor::from_storage(st, x.dims(), dev)?) } else { None })
+            };
+            Ok(vec![wrap(dq, &qs)?, wrap(dk, &ks)?, wrap(dv, &vs)?])
         })
     }
 

@@ -29,6 +29,14 @@ pub fn cases() {
     let vg = input(&[2, 2, 11, 4], -1.0, 1.0, 308);
     let opts = AttentionOpts { causal: true, scale: Some(0.3), ..AttentionOpts::new() };
     check(|t| sdpa(t, None, opts), &[q4.clone(), kg.clone(), vg.clone()]);
+    // Grouped-query attention spanning two tiles each way (two key-tile groups each sum their
+    // partial dQ), with a dropout mask on top.
+    let qw = input(&[1, 4, 66, 2], -1.0, 1.0, 309);
+    let kw = input(&[1, 2, 70, 2], -1.0, 1.0, 310);
+    let vw = input(&[1, 2, 70, 2], -1.0, 1.0, 311);
+    check(|t| sdpa(t, None, AttentionOpts::causal()), &[qw.clone(), kw.clone(), vw.clone()]);
+    let opts = AttentionOpts { dropout_p: 0.3, seed: 4, ..AttentionOpts::new() };
+    check(|t| sdpa(t, None, opts), &[qw, kw, vw]);
     // Dropout: deterministic for a seed, so finite differences see the same mask.
     let opts = AttentionOpts { dropout_p: 0.2, seed: 9, ..AttentionOpts::causal() };
     check(|t| sdpa(t, None, opts), &[q4, kg, vg]);

@@ -11,13 +11,21 @@
 //!
 //! Backward, with `Dᵢ = rowsum(dO ⊙ O)` and `P = e^(S − lse)` recomputed per tile:
 //! `dV += P̃ᵀdO`, `dP = (dO·Vᵀ) ⊙ Z/(1−p)`, `dS = P ⊙ (dP − D)`, `dQ += scale·dS·K`,
-//! `dK += scale·dSᵀ·Q`. Pass 1 is parallel over key tiles (dK, dV), pass 2 over query tiles (dQ):
-//! no two tasks write the same rows, so results are deterministic.
+//! `dK += scale·dSᵀ·Q`: five tile GEMMs, one pass. Tasks are (b, kv head, key-tile group) with
+//! tile `j` in group `j mod n` (n ≤ 8 depends only on the shape): each task owns its dK/dV tiles
+//! outright and accumulates dQ into its own partial buffer; the partials are summed in group
+//! order afterwards. No two tasks write the same memory and no summation order depends on the
+//! thread count, so results are deterministic. Extra memory: n partial dQ buffers, O(n·T·D).
+//!
+//! Layout: gemm reads an operand in place only when its SIMD dimension is contiguous, and repacks
+//! it on every call otherwise. So the forward copies its query tile column-major once per task
+//! and writes the score tile column-major (`O += P·V` then reads P and V as they are), and the
+//! backward transposes each K and V tile once per key tile for its `Q·Kᵀ` and `dO·Vᵀ` products.
 //!
 //! Grouped-query attention: query head h reads kv head h / (H/Hkv); dK/dV of a kv head sum over
 //! its query heads. Rows whose keys are all masked output 0 with `lse = −∞` and zero gradients.
 
-use super::float::{max_lanes, sum_lanes, KFloat};
+use super::float::KFloat;
 use super::random::uniform;
 use crate::pool;
 use crate::storage::{dispatch_float, Elem};
@@ -31,11 +39,12 @@ const BR: usize = 64;
 /// Key columns per tile.
 const BC: usize = 64;
 
-/// `out (m×n) = beta·A(m×k)·B(k×n) (+ out when accumulate)`, strided operands, one thread.
+/// `out (m×n) = beta·A(m×k)·B(k×n) (+ out when accumulate)`, all strided, one thread. A with
+/// row stride 1 (and m a multiple of the SIMD width) is read in place; otherwise gemm repacks it.
 #[allow(clippy::too_many_arguments)]
 fn mm<T: KFloat>(
     out: &mut [T],
-    out_rs: usize,
+    (out_rs, out_cs): (usize, usize),
     accumulate: bool,
     a: &[T],
     a_rs: usize,
@@ -50,7 +59,7 @@ fn mm<T: KFloat>(
         return;
     }
     let reach = |rs: usize, cs: usize, r: usize, c: usize| (r.max(1) - 1) * rs + (c.max(1) - 1) * cs + 1;
-    let ok = out.len() >= reach(out_rs, 1, m, n)
+    let ok = out.len() >= reach(out_rs, out_cs, m, n)
         && (k == 0 || (a.len() >= reach(a_rs, a_cs, m, k) && b.len() >= reach(b_rs, b_cs, k, n)));
     // INVARIANT: callers pass tiles cut from buffers of the checked sizes; a violation is a bug
     // in this file, caught in debug builds, and skipped (never an out-of-bounds access) otherwise.
@@ -65,7 +74,7 @@ fn mm<T: KFloat>(
             n,
             k,
             out.as_mut_ptr(),
-            1,
+            out_cs as isize,
             out_rs as isize,
             accumulate,
             a.as_ptr(),
@@ -100,14 +109,25 @@ struct Geo<'a, T> {
 }
 
 impl<T: Elem> Geo<'_, T> {
-    /// Scores tile for queries `q0..q0+br` of head (bi, hi) against keys `k0..k0+bc`: fills
-    /// `st` (br×BC, row stride BC) with `scale·QKᵀ + mask`, −∞ where causally masked.
+    /// Backward scores tile for queries `q0..q0+br` of head (bi, hi) against keys `k0..k0+bc`:
+    /// fills `st` (br×BC, row stride BC) with `scale·QKᵀ + mask`, −∞ where causally masked.
+    /// `kt` is the key tile transposed (d×BC, row stride BC), so gemm reads it without repacking.
     #[allow(clippy::too_many_arguments)]
-    fn scores(&self, st: &mut [T], q: &[T], k: &[T], bi: usize, hi: usize, q0: usize, br: usize, k0: usize, bc: usize) {
+    fn scores(
+        &self,
+        st: &mut [T],
+        q: &[T],
+        kt: &[T],
+        bi: usize,
+        hi: usize,
+        q0: usize,
+        br: usize,
+        k0: usize,
+        bc: usize,
+    ) {
         let d = self.d;
         let qo = ((bi * self.h + hi) * self.t + q0) * d;
-        let ko = ((bi * self.hkv + hi / (self.h / self.hkv)) * self.s + k0) * d;
-        mm(st, BC, false, &q[qo..], d, 1, &k[ko..], 1, d, (br, bc, d), self.scale);
+        mm(st, (BC, 1), false, &q[qo..], d, 1, kt, BC, 1, (br, bc, d), self.scale);
         let off = self.s as isize - self.t as isize;
         for i in 0..br {
             let row = &mut st[i * BC..i * BC + bc];
@@ -205,6 +225,49 @@ fn geometry<'a, T: Elem>(
     Ok((g, T::slice("attention", q)?, T::slice("attention", k)?, T::slice("attention", v)?))
 }
 
+/// Forward scores tile, column-major (`st[j·BR + i]`, so the P·V product reads it unpacked):
+/// `scale·QKᵀ + mask`, −∞ where causally masked. `qt` is the query tile transposed
+/// (`qt[c·BR + i]`), made once per task so no GEMM call has to repack it.
+#[allow(clippy::too_many_arguments)]
+fn scores_cm<T: Elem>(
+    g: &Geo<T>,
+    st: &mut [T],
+    qt: &[T],
+    k: &[T],
+    bi: usize,
+    hi: usize,
+    q0: usize,
+    br: usize,
+    k0: usize,
+    bc: usize,
+) {
+    let d = g.d;
+    let ko = ((bi * g.hkv + hi / (g.h / g.hkv)) * g.s + k0) * d;
+    mm(st, (1, BR), false, qt, 1, BR, &k[ko..], 1, d, (br, bc, d), g.scale);
+    if let Some((md, ml)) = g.mask {
+        let str = ml.strides();
+        let base = ml.offset() + bi * str[0] + hi * str[1] + q0 * str[2];
+        for j in 0..bc {
+            let col = &mut st[j * BR..j * BR + br];
+            let cb = base + (k0 + j) * str[3];
+            if str[2] == 0 {
+                let mv = md[cb];
+                col.iter_mut().for_each(|v| *v += mv);
+            } else {
+                col.iter_mut().enumerate().for_each(|(i, v)| *v += md[cb + i * str[2]]);
+            }
+        }
+    }
+    if g.causal {
+        // key j is hidden from query i iff k0 + j > q0 + i + S − T
+        let off = g.s as isize - g.t as isize;
+        for j in 0..bc {
+            let hidden = ((k0 + j) as isize - off - q0 as isize).clamp(0, br as isize) as usize;
+            st[j * BR..j * BR + hidden].iter_mut().for_each(|v| *v = T::neg_infinity());
+        }
+    }
+}
+
 fn forward_t<T: Elem>(
     args: &AttentionArgs,
     q: Arg,
@@ -220,40 +283,53 @@ fn forward_t<T: Elem>(
         return Ok((T::wrap(out), T::wrap(lse)));
     }
     let dropout = g.keep < 1.0;
+    let ninf = T::neg_infinity();
     out.par_chunks_mut(t * d).zip(lse.par_chunks_mut(t)).enumerate().for_each(|(bh, (o_bh, l_bh))| {
         let (bi, hi) = (bh / g.h, bh % g.h);
         let kvo = (bi * g.hkv + hi / (g.h / g.hkv)) * g.s * d;
-        o_bh.par_chunks_mut(BR * d).zip(l_bh.par_chunks_mut(BR)).enumerate().for_each(|(qt, (o, lrow))| {
-            let q0 = qt * BR;
+        o_bh.par_chunks_mut(BR * d).zip(l_bh.par_chunks_mut(BR)).enumerate().for_each(|(qti, (o, lrow))| {
+            let q0 = qti * BR;
             let br = lrow.len();
-            let mut st: Vec<T> = pool::take(BR * BC);
-            let mut m = pool::filled(br, T::neg_infinity());
+            let (mut st, mut qt): (Vec<T>, Vec<T>) = (pool::take(BR * BC), pool::filled(BR * d, T::zero()));
+            let qo = (bh * t + q0) * d;
+            for (i, qrow) in qd[qo..qo + br * d].chunks(d).enumerate() {
+                qrow.iter().enumerate().for_each(|(c, &x)| qt[c * BR + i] = x);
+            }
+            // running max m, running sum ℓ, and per-tile scratch: rescale α, shift, tile sum
+            let mut m = pool::filled(br, ninf);
             let mut l = pool::filled(br, T::zero());
+            let (mut alpha, mut shift, mut ts) = (pool::take(br), pool::take(br), pool::take(br));
             for kt in 0..g.key_tiles(q0, br) {
                 let k0 = kt * BC;
                 let bc = BC.min(g.s - k0);
-                g.scores(&mut st, qd, kd, bi, hi, q0, br, k0, bc);
-                for i in 0..br {
-                    let row = &mut st[i * BC..i * BC + bc];
-                    let mt = max_lanes(row);
-                    if mt == T::neg_infinity() {
-                        row.iter_mut().for_each(|p| *p = T::zero());
-                        continue;
-                    }
-                    let mn = m[i].max(mt);
-                    let alpha = (m[i] - mn).fexp(); // 0 when m was −∞
-                    row.iter_mut().for_each(|p| *p = (*p - mn).fexp());
-                    let sum = sum_lanes(row);
-                    if dropout {
-                        for (j, p) in row.iter_mut().enumerate() {
-                            *p *= g.drop(bi, hi, q0 + i, k0 + j);
-                        }
-                    }
-                    l[i] = alpha * l[i] + sum;
-                    m[i] = mn;
-                    o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x *= alpha);
+                scores_cm(&g, &mut st, &qt, kd, bi, hi, q0, br, k0, bc);
+                // tile row max (into `shift`), vectorised across rows
+                shift.iter_mut().for_each(|x| *x = ninf);
+                for j in 0..bc {
+                    shift.iter_mut().zip(&st[j * BR..j * BR + br]).for_each(|(a, &b)| *a = a.max(b));
                 }
-                mm(o, d, true, &st, BC, 1, &vd[kvo + k0 * d..], d, 1, (br, d, bc), T::one());
+                for i in 0..br {
+                    let mn = m[i].max(shift[i]);
+                    // a row with no visible key yet keeps m = −∞: shift by 0 (P = e^−∞ = 0), α = 1
+                    (alpha[i], shift[i]) = if mn == ninf { (T::one(), T::zero()) } else { ((m[i] - mn).fexp(), mn) };
+                    m[i] = mn;
+                }
+                ts.iter_mut().for_each(|x| *x = T::zero());
+                for j in 0..bc {
+                    let col = &mut st[j * BR..j * BR + br];
+                    col.iter_mut().zip(&shift[..]).for_each(|(p, &s)| *p = (*p - s).fexp());
+                    ts.iter_mut().zip(&col[..]).for_each(|(a, &p)| *a += p);
+                    if dropout {
+                        col.iter_mut().enumerate().for_each(|(i, p)| *p *= g.drop(bi, hi, q0 + i, k0 + j));
+                    }
+                }
+                for i in 0..br {
+                    l[i] = alpha[i] * l[i] + ts[i];
+                    if alpha[i] != T::one() {
+                        o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x *= alpha[i]);
+                    }
+                }
+                mm(o, (d, 1), true, &st, 1, BR, &vd[kvo + k0 * d..], d, 1, (br, d, bc), T::one());
             }
             for i in 0..br {
                 if l[i] > T::zero() {
@@ -262,60 +338,70 @@ fn forward_t<T: Elem>(
                     lrow[i] = m[i] + l[i].ln();
                 } else {
                     o[i * d..(i + 1) * d].iter_mut().for_each(|x| *x = T::zero());
-                    lrow[i] = T::neg_infinity();
+                    lrow[i] = ninf;
                 }
             }
-            pool::give(st);
-            pool::give(m);
-            pool::give(l);
+            [st, qt, m, l, alpha, shift, ts].into_iter().for_each(pool::give);
         });
     });
     Ok((T::wrap(out), T::wrap(lse)))
 }
 
-/// Recomputes, for one (query tile, key tile) pair, `P` (into `p`) and `dS` (into `ds`), and
-/// leaves `P̃ = P ⊙ Z/(1−p)` in `pt`. Returns false when the tile is entirely masked.
+/// Recomputes, for one (query tile, key tile) pair, `P = e^(S − lse)` (into `p`, then
+/// `P̃ = P ⊙ Z/(1−p)` in place when dropout is on) and `dS = P ⊙ (dP̃ ⊙ Z/(1−p) − D)` (into `ds`).
+/// Returns false when every row of the tile is fully masked (`lse = −∞`): nothing to add.
 #[allow(clippy::too_many_arguments)]
 fn tile_grads<T: Elem>(
     g: &Geo<T>,
-    (qd, kd, vd, dod): (&[T], &[T], &[T], &[T]),
+    (qd, ktt, vtt, dod): (&[T], &[T], &[T], &[T]),
     (lse, dsum): (&[T], &[T]),
     (bi, hi, q0, br, k0, bc): (usize, usize, usize, usize, usize, usize),
     p: &mut [T],
-    pt: &mut [T],
     ds: &mut [T],
 ) -> bool {
     let d = g.d;
-    g.scores(p, qd, kd, bi, hi, q0, br, k0, bc);
     let bh = bi * g.h + hi;
-    let mut any = false;
-    for i in 0..br {
-        let l = lse[bh * g.t + q0 + i];
-        for j in 0..bc {
-            let e = if l == T::neg_infinity() { T::zero() } else { (p[i * BC + j] - l).fexp() };
-            p[i * BC + j] = e;
-            any |= e != T::zero();
-        }
-    }
-    if !any {
+    let lrow = &lse[bh * g.t + q0..bh * g.t + q0 + br];
+    if lrow.iter().all(|&l| l == T::neg_infinity()) {
         return false;
     }
+    g.scores(p, qd, ktt, bi, hi, q0, br, k0, bc);
+    for (i, &l) in lrow.iter().enumerate() {
+        let row = &mut p[i * BC..i * BC + bc];
+        if l == T::neg_infinity() {
+            row.iter_mut().for_each(|x| *x = T::zero());
+        } else {
+            row.iter_mut().for_each(|x| *x = (*x - l).fexp());
+        }
+    }
     // dP̃ = dO·Vᵀ (br×bc)
-    let kvo = (bi * g.hkv + hi / (g.h / g.hkv)) * g.s * d;
     let qo = (bh * g.t + q0) * d;
-    mm(ds, BC, false, &dod[qo..], d, 1, &vd[kvo + k0 * d..], 1, d, (br, bc, d), T::one());
-    let dropout = g.keep < 1.0;
-    for i in 0..br {
-        let di = dsum[bh * g.t + q0 + i];
-        for j in 0..bc {
-            let z = if dropout { g.drop(bi, hi, q0 + i, k0 + j) } else { T::one() };
-            let pij = p[i * BC + j];
-            pt[i * BC + j] = pij * z;
-            ds[i * BC + j] = pij * (ds[i * BC + j] * z - di);
+    mm(ds, (BC, 1), false, &dod[qo..], d, 1, vtt, BC, 1, (br, bc, d), T::one());
+    let drows = &dsum[bh * g.t + q0..bh * g.t + q0 + br];
+    for (i, &di) in drows.iter().enumerate() {
+        let (prow, drow) = (&mut p[i * BC..i * BC + bc], &mut ds[i * BC..i * BC + bc]);
+        if g.keep < 1.0 {
+            for (j, (pij, dij)) in prow.iter_mut().zip(drow.iter_mut()).enumerate() {
+                let z = g.drop(bi, hi, q0 + i, k0 + j);
+                *dij = *pij * (*dij * z - di);
+                *pij *= z;
+            }
+        } else {
+            prow.iter().zip(drow.iter_mut()).for_each(|(&pij, dij)| *dij = pij * (*dij - di));
         }
     }
     true
 }
+
+/// Key-tile groups per (b, kv head) in the backward: tile `kt` belongs to group `kt % n`. Each
+/// group accumulates its own partial dQ, summed afterwards in group order, so the result does not
+/// depend on the thread count. A function of the shape only (≤ 8 partial dQ buffers).
+fn key_groups(b: usize, hkv: usize, key_tiles: usize) -> usize {
+    (32usize.div_ceil((b * hkv).max(1))).clamp(1, 8).min(key_tiles.max(1))
+}
+
+/// One backward task: its kv head, its partial dQ (group·T·D) and its (key tile, dK, dV) tiles.
+type Task<'a, T> = (usize, usize, &'a mut [T], Vec<(usize, &'a mut [T], &'a mut [T])>);
 
 #[allow(clippy::type_complexity, clippy::too_many_arguments)]
 fn backward_t<T: Elem>(
@@ -339,66 +425,83 @@ fn backward_t<T: Elem>(
             rhs: dout.1.shape().to_vec(),
         });
     }
-    // D_i = rowsum(dO ⊙ O)
-    let mut dsum: Vec<T> = pool::take(g.b * g.h * t);
-    dsum.par_iter_mut()
-        .zip(od.par_chunks(d.max(1)).zip(dod.par_chunks(d.max(1))))
-        .for_each(|(s, (o, g))| *s = o.iter().zip(g).map(|(&a, &b)| a * b).sum());
     let mut dq = pool::filled(qd.len(), T::zero());
     let mut dk = pool::filled(kd.len(), T::zero());
     let mut dv = pool::filled(vd.len(), T::zero());
     if qd.is_empty() || kd.is_empty() {
         return Ok((T::wrap(dq), T::wrap(dk), T::wrap(dv)));
     }
+    // D_i = rowsum(dO ⊙ O)
+    let mut dsum: Vec<T> = pool::take(g.b * g.h * t);
+    dsum.par_iter_mut()
+        .zip(od.par_chunks(d).zip(dod.par_chunks(d)))
+        .for_each(|(s, (o, g))| *s = o.iter().zip(g).map(|(&a, &b)| a * b).sum());
     let group = g.h / g.hkv;
-    let bufs = (qd, kd, vd, dod);
-    // Pass 1: dK, dV, parallel over (b, kv head, key tile).
-    dk.par_chunks_mut(s * d).zip(dv.par_chunks_mut(s * d)).enumerate().for_each(|(bkv, (dk_h, dv_h))| {
-        let (bi, hk) = (bkv / g.hkv, bkv % g.hkv);
-        dk_h.par_chunks_mut(BC * d).zip(dv_h.par_chunks_mut(BC * d)).enumerate().for_each(|(kt, (dkt, dvt))| {
+    let ktiles = s.div_ceil(BC);
+    let ng = key_groups(g.b, g.hkv, ktiles);
+    let qblock = group * t * d; // dQ rows of one (b, kv head): contiguous in (B, H, T, D)
+    let mut part = pool::filled(g.b * g.hkv * ng * qblock, T::zero());
+    // Tasks: (b, kv head, key-tile group), each owning disjoint dK/dV tiles and its partial dQ.
+    let mut tasks: Vec<Task<T>> = Vec::with_capacity(g.b * g.hkv * ng);
+    let mut parts = part.chunks_mut(qblock);
+    for (bkv, (dk_h, dv_h)) in dk.chunks_mut(s * d).zip(dv.chunks_mut(s * d)).enumerate() {
+        let first = tasks.len();
+        for _ in 0..ng {
+            let Some(pq) = parts.next() else { break };
+            tasks.push((bkv / g.hkv, bkv % g.hkv, pq, Vec::new()));
+        }
+        for (kt, (dkt, dvt)) in dk_h.chunks_mut(BC * d).zip(dv_h.chunks_mut(BC * d)).enumerate() {
+            if let Some(task) = tasks.get_mut(first + kt % ng) {
+                task.3.push((kt, dkt, dvt));
+            }
+        }
+    }
+    tasks.into_par_iter().for_each(|(bi, hk, dqp, tiles)| {
+        let (mut p, mut ds) = (pool::take(BR * BC), pool::take(BR * BC));
+        // K and V tiles transposed (d×BC), once per key tile, for the two QKᵀ-shaped products
+        let (mut ktt, mut vtt) = (pool::filled(d * BC, T::zero()), pool::filled(d * BC, T::zero()));
+        let kvo = (bi * g.hkv + hk) * s * d;
+        for (kt, dkt, dvt) in tiles {
             let k0 = kt * BC;
-            let bc = dkt.len() / d.max(1);
-            let (mut p, mut pt, mut ds) = (pool::take(BR * BC), pool::take(BR * BC), pool::take(BR * BC));
-            for hi in hk * group..(hk + 1) * group {
+            let bc = dkt.len() / d;
+            for j in 0..bc {
+                let (kr, vr) = (&kd[kvo + (k0 + j) * d..][..d], &vd[kvo + (k0 + j) * d..][..d]);
+                kr.iter().zip(vr).enumerate().for_each(|(c, (&x, &y))| {
+                    ktt[c * BC + j] = x;
+                    vtt[c * BC + j] = y;
+                });
+            }
+            let bufs = (qd, &ktt[..], &vtt[..], dod);
+            for hl in 0..group {
+                let hi = hk * group + hl;
                 let bh = bi * g.h + hi;
                 for qt in 0..t.div_ceil(BR) {
                     let q0 = qt * BR;
                     let br = BR.min(t - q0);
-                    if g.key_tiles(q0, br) <= kt {
-                        continue;
-                    }
-                    if !tile_grads(&g, bufs, (ld, &dsum), (bi, hi, q0, br, k0, bc), &mut p, &mut pt, &mut ds) {
+                    if g.key_tiles(q0, br) <= kt
+                        || !tile_grads(&g, bufs, (ld, &dsum), (bi, hi, q0, br, k0, bc), &mut p, &mut ds)
+                    {
                         continue;
                     }
                     let qo = (bh * t + q0) * d;
-                    // dV += P̃ᵀ·dO ; dK += scale·dSᵀ·Q
-                    mm(dvt, d, true, &pt, 1, BC, &dod[qo..], d, 1, (bc, d, br), T::one());
-                    mm(dkt, d, true, &ds, 1, BC, &qd[qo..], d, 1, (bc, d, br), g.scale);
+                    // dV += P̃ᵀ·dO ; dK += scale·dSᵀ·Q ; dQ += scale·dS·K
+                    mm(dvt, (d, 1), true, &p, 1, BC, &dod[qo..], d, 1, (bc, d, br), T::one());
+                    mm(dkt, (d, 1), true, &ds, 1, BC, &qd[qo..], d, 1, (bc, d, br), g.scale);
+                    let po = (hl * t + q0) * d;
+                    mm(&mut dqp[po..], (d, 1), true, &ds, BC, 1, &kd[kvo + k0 * d..], d, 1, (br, d, bc), g.scale);
                 }
             }
-            [p, pt, ds].into_iter().for_each(pool::give);
-        });
+        }
+        [p, ds, ktt, vtt].into_iter().for_each(pool::give);
     });
-    // Pass 2: dQ, parallel over (b, h, query tile).
-    dq.par_chunks_mut(t * d).enumerate().for_each(|(bh, dq_h)| {
-        let (bi, hi) = (bh / g.h, bh % g.h);
-        let kvo = (bi * g.hkv + hi / group) * s * d;
-        dq_h.par_chunks_mut(BR * d).enumerate().for_each(|(qt, dqt)| {
-            let q0 = qt * BR;
-            let br = dqt.len() / d.max(1);
-            let (mut p, mut pt, mut ds) = (pool::take(BR * BC), pool::take(BR * BC), pool::take(BR * BC));
-            for kt in 0..g.key_tiles(q0, br) {
-                let k0 = kt * BC;
-                let bc = BC.min(s - k0);
-                if !tile_grads(&g, bufs, (ld, &dsum), (bi, hi, q0, br, k0, bc), &mut p, &mut pt, &mut ds) {
-                    continue;
-                }
-                // dQ += scale·dS·K
-                mm(dqt, d, true, &ds, BC, 1, &kd[kvo + k0 * d..], d, 1, (br, d, bc), g.scale);
-            }
-            [p, pt, ds].into_iter().for_each(pool::give);
-        });
+    // dQ = Σ over key-tile groups of the partials, in group order (deterministic).
+    dq.par_chunks_mut(qblock).enumerate().for_each(|(bkv, dqb)| {
+        for gi in 0..ng {
+            let src = &part[(bkv * ng + gi) * qblock..(bkv * ng + gi + 1) * qblock];
+            dqb.iter_mut().zip(src).for_each(|(a, &b)| *a += b);
+        }
     });
+    pool::give(part);
     pool::give(dsum);
     Ok((T::wrap(dq), T::wrap(dk), T::wrap(dv)))
 }
