@@ -39,7 +39,8 @@ fn operand(batch: &[usize], rows: usize, cols: usize, transposed: bool, seed: u6
 fn matmul(c: &mut Criterion) {
     let mut g = c.benchmark_group("matmul");
     // (name, batch, m, k, n, A transposed view, B transposed view)
-    let cases: [(&str, &[usize], usize, usize, usize, bool, bool); 7] = [
+    type Case = (&'static str, &'static [usize], usize, usize, usize, bool, bool);
+    let cases: [Case; 7] = [
         ("proj", &[], ROWS, C, C, false, false),
         ("mlp_up", &[], ROWS, C, 4 * C, false, false),
         ("mlp_down", &[], ROWS, 4 * C, C, false, false),

@@ -41,7 +41,7 @@ pub fn stats() -> PoolStats {
 type FreeList<T> = Mutex<HashMap<usize, Vec<Vec<T>>>>;
 
 /// An element type with its own free list.
-pub(crate) trait Poolable: Copy + Default + Send + 'static {
+pub(crate) trait Poolable: Copy + Default + Send + Sync + 'static {
     fn free_list() -> &'static FreeList<Self>;
 }
 

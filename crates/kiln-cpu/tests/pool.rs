@@ -8,9 +8,14 @@ use kiln_core::backend::AdamWStep;
 use kiln_core::ops::{AttentionOpts, CrossEntropyOpts};
 use kiln_core::{DType, Tensor};
 use kiln_cpu::pool;
+use std::sync::Mutex;
+
+/// The pool counters are process-wide: tests that read them run one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
 
 #[test]
 fn steady_state_steps_do_not_allocate_buffers() {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dev = kiln_cpu::cpu();
     let (b, t, c, h, v) = (2, 64, 32, 4, 50);
     let wte = Tensor::randn(&[v, c], 0.0, 0.02, DType::F32, 1, &dev).unwrap().requires_grad_();
@@ -56,4 +61,59 @@ fn steady_state_steps_do_not_allocate_buffers() {
     let after = pool::stats();
     assert!(after.hits > warm.hits, "the pool serves buffers");
     assert_eq!(after.misses, warm.misses, "steady-state steps allocated {} new buffers", after.misses - warm.misses);
+}
+
+/// The loop of the brief: matmul, bias add, GELU, softmax and sum with autodiff, at sizes above
+/// the kernels' parallel thresholds.
+#[test]
+fn steady_state_mlp_loop_does_not_allocate_buffers() {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dev = kiln_cpu::cpu();
+    let (n, c) = (256, 128);
+    let x = Tensor::randn(&[n, c], 0.0, 1.0, DType::F32, 11, &dev).unwrap();
+    let w1 = Tensor::randn(&[c, 4 * c], 0.0, 0.05, DType::F32, 12, &dev).unwrap().requires_grad_();
+    let b1 = Tensor::zeros(&[4 * c], DType::F32, &dev).unwrap().requires_grad_();
+    let w2 = Tensor::randn(&[4 * c, c], 0.0, 0.05, DType::F32, 13, &dev).unwrap().requires_grad_();
+    let step = || {
+        let h = x.matmul(&w1).unwrap().add(&b1).unwrap().gelu().unwrap();
+        let p = h.matmul(&w2).unwrap().softmax().unwrap();
+        let loss = p.sqr().unwrap().sum(&[-1], false).unwrap().sum(&[0], false).unwrap();
+        loss.backward().unwrap();
+        let g = [w1.grad().unwrap(), b1.grad().unwrap(), w2.grad().unwrap()];
+        assert!(g.iter().all(|g| g.to_vec::<f32>().unwrap().iter().all(|v| v.is_finite())));
+        for p in [&w1, &b1, &w2] {
+            p.zero_grad();
+        }
+    };
+    step();
+    let warm = pool::stats();
+    for _ in 0..4 {
+        step();
+    }
+    let after = pool::stats();
+    assert!(after.hits >= warm.hits + 4 * 10, "the pool serves buffers: {warm:?} -> {after:?}");
+    assert_eq!(after.misses, warm.misses, "steady-state steps allocated {} new buffers", after.misses - warm.misses);
+}
+
+/// Recycled buffers carry stale data: `zeros`/`full` must still fill, and kernels overwrite.
+#[test]
+fn recycled_buffers_are_refilled() {
+    let _guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dev = kiln_cpu::cpu();
+    let len = 12_345;
+    for _ in 0..2 {
+        drop(Tensor::full(&[len], 7.5, DType::F32, &dev).unwrap());
+        let z = Tensor::zeros(&[len], DType::F32, &dev).unwrap();
+        assert!(z.to_vec::<f32>().unwrap().iter().all(|&v| v == 0.0));
+        drop(z);
+        let f = Tensor::full(&[len], -2.0, DType::F32, &dev).unwrap();
+        assert!(f.to_vec::<f32>().unwrap().iter().all(|&v| v == -2.0));
+        drop(f);
+        let a = Tensor::ones(&[len], DType::F32, &dev).unwrap();
+        let s = a.add(&a).unwrap();
+        assert!(s.to_vec::<f32>().unwrap().iter().all(|&v| v == 2.0));
+    }
+    let before = pool::stats();
+    drop(Tensor::full(&[len], 1.0, DType::F32, &dev).unwrap());
+    assert!(pool::stats().hits > before.hits, "a buffer of a recycled size comes from the pool");
 }

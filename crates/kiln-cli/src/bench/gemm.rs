@@ -65,9 +65,8 @@ fn kiln_gflops(case: &Case, budget: Budget) -> Result<f64> {
     Ok(case.flops() / secs / 1e9)
 }
 
-/// The `gemm` crate called directly on preallocated buffers, threaded the way kiln threads it
-/// (one single-threaded GEMM per task for batches of at least `threads` matrices, else
-/// `Parallelism::Rayon(threads)` inside each GEMM).
+/// The `gemm` crate called directly on preallocated buffers with `Parallelism::Rayon(threads)`;
+/// for batches, the faster of that (batch in order) and one single-threaded GEMM per rayon task.
 fn raw_gflops(case: &Case, threads: usize, budget: Budget) -> Result<f64> {
     let (bt, m, k, n) = (case.batch, case.m, case.k, case.n);
     let fill = |len: usize| (0..len).map(|i| ((i * 7919) % 1000) as f32 * 1e-3 - 0.5).collect::<Vec<f32>>();
@@ -102,15 +101,18 @@ fn raw_gflops(case: &Case, threads: usize, budget: Budget) -> Result<f64> {
             )
         }
     };
-    let secs = time_it(budget, || {
-        if bt >= threads && threads > 1 {
-            c.par_chunks_mut(m * n).enumerate().for_each(|(i, c)| one(c, i, Parallelism::None));
-        } else {
-            let par = if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
-            c.chunks_mut(m * n).enumerate().for_each(|(i, c)| one(c, i, par));
-        }
+    let threaded = if threads > 1 { Parallelism::Rayon(threads) } else { Parallelism::None };
+    let mut secs = time_it(budget, || {
+        c.chunks_mut(m * n).enumerate().for_each(|(i, c)| one(c, i, threaded));
         Ok(())
     })?;
+    if bt > 1 && threads > 1 {
+        let batch_par = time_it(budget, || {
+            c.par_chunks_mut(m * n).enumerate().for_each(|(i, c)| one(c, i, Parallelism::None));
+            Ok(())
+        })?;
+        secs = secs.min(batch_par);
+    }
     Ok(case.flops() / secs / 1e9)
 }
 
@@ -131,32 +133,33 @@ for spec in sys.argv[3:]:
     print(2.0 * b * m * k * n / ts[len(ts) // 2] / 1e9, flush=True)
 "#;
 
-/// numpy's GFLOP/s per case, or `None` when numpy is not importable.
-fn numpy_gflops(cases: &[Case], threads: usize, budget: Budget) -> Option<Vec<f64>> {
-    let ok = Command::new("python3").args(["-c", "import numpy"]).output().ok()?.status.success();
-    if !ok {
-        return None;
-    }
+/// Whether `python3 -c 'import numpy'` works.
+fn numpy_available() -> bool {
+    Command::new("python3").args(["-c", "import numpy"]).output().is_ok_and(|o| o.status.success())
+}
+
+/// numpy's GFLOP/s on one case (a python subprocess per case, so that kiln, the raw kernel and
+/// numpy run back to back and share whatever else the machine is doing), or `None` on failure.
+fn numpy_gflops(case: &Case, threads: usize, budget: Budget) -> Option<f64> {
     let (secs, iters) = match budget {
         Budget::Seconds(s) => (s, 0),
         Budget::Iters(n) => (0.0, n.max(1)),
     };
-    let specs = cases.iter().map(|c| format!("{},{},{},{},{},{}", c.batch, c.m, c.k, c.n, c.ta as u8, c.tb as u8));
+    let spec = format!("{},{},{},{},{},{}", case.batch, case.m, case.k, case.n, case.ta as u8, case.tb as u8);
     let t = threads.to_string();
     let out = Command::new("python3")
         .arg("-c")
         .arg(NUMPY_SCRIPT)
         .arg(secs.to_string())
         .arg(iters.to_string())
-        .args(specs)
+        .arg(spec)
         .env("OPENBLAS_CORETYPE", "SkylakeX")
         .env("OPENBLAS_NUM_THREADS", &t)
         .env("OMP_NUM_THREADS", &t)
         .env("MKL_NUM_THREADS", &t)
         .output()
         .ok()?;
-    let v: Vec<f64> = String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().parse().ok()).collect();
-    (v.len() == cases.len()).then_some(v)
+    String::from_utf8_lossy(&out.stdout).lines().find_map(|l| l.trim().parse().ok())
 }
 
 fn cell(x: Option<f64>, f: impl Fn(f64) -> String) -> String {
@@ -194,10 +197,10 @@ pub fn run(rows: &[usize], threads: usize, budget: Budget) -> Result<()> {
         Some((p, isa)) => println!("FMA peak ({isa}, {threads} threads, best of 5): {p:.0} GFLOP/s"),
         None => println!("FMA peak: no AVX2/AVX-512 FMA on this CPU"),
     }
-    let numpy = numpy_gflops(&cases, threads, budget);
+    let numpy = numpy_available();
     println!(
         "baseline: {}",
-        if numpy.is_some() {
+        if numpy {
             "numpy (OpenBLAS, OPENBLAS_CORETYPE=SkylakeX), same shapes and views, same thread count"
         } else {
             "numpy not importable (pip install numpy to add it): FMA peak and the raw gemm crate only"
@@ -209,10 +212,10 @@ pub fn run(rows: &[usize], threads: usize, budget: Budget) -> Result<()> {
         "shape (GFLOP/s)", "kiln", "raw gemm", "numpy", "kiln/raw", "kiln/np", "of peak"
     );
     let (mut vs_raw, mut vs_np, mut vs_peak) = (Vec::new(), Vec::new(), Vec::new());
-    for (i, c) in cases.iter().enumerate() {
+    for c in &cases {
         let g = kiln_gflops(c, budget).with_context(|| format!("benchmarking kiln on {}", c.name))?;
         let raw = raw_gflops(c, threads, budget).with_context(|| format!("benchmarking gemm on {}", c.name))?;
-        let np = numpy.as_ref().and_then(|v| v.get(i).copied());
+        let np = if numpy { numpy_gflops(c, threads, budget) } else { None };
         let pk = peak.map(|(p, _)| g / p);
         println!(
             "{:<40} {:>8.1} {:>8.1} {:>8} {:>9.2} {:>8} {:>8}",

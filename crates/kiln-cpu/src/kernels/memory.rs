@@ -1,7 +1,7 @@
 //! Allocation, host transfer, strided copies, dtype conversion.
 
 use super::strided::{gather, gather_into, scatter_from};
-use crate::pool::filled;
+use crate::pool::{self, filled, Poolable};
 use crate::storage::{cpu, cpu_mut, CpuStorage};
 use crate::CpuBackend;
 use half::{bf16, f16};
@@ -47,6 +47,21 @@ fn to_f64_vec(s: &CpuStorage, l: &Layout) -> Vec<f64> {
     }
 }
 
+/// The elements of `l` converted by `f` into a pooled buffer (mixed-precision casts run every
+/// step, so they allocate nothing in steady state either).
+fn convert<S: Poolable, D: Poolable>(v: &[S], l: &Layout, f: impl Fn(S) -> D) -> Vec<D> {
+    let mut out = pool::take(l.numel());
+    match l.contiguous_range() {
+        Some((a, b)) => out.iter_mut().zip(&v[a..b]).for_each(|(o, &x)| *o = f(x)),
+        None => {
+            let tmp = gather(v, l);
+            out.iter_mut().zip(&tmp).for_each(|(o, &x)| *o = f(x));
+            pool::give(tmp);
+        }
+    }
+    out
+}
+
 impl MemoryOps for CpuBackend {
     fn zeros(&self, dtype: DType, len: usize) -> Result<BoxStorage> {
         self.full(dtype, len, 0.0)
@@ -90,12 +105,10 @@ impl MemoryOps for CpuBackend {
         let s = cpu("to_dtype", s)?;
         // Fast, exact paths for the common float conversions; everything else goes through f64.
         let out = match (s, dtype) {
-            (CpuStorage::F32(v), DType::F16) => CpuStorage::F16(gather(v, l).into_iter().map(f16::from_f32).collect()),
-            (CpuStorage::F32(v), DType::BF16) => {
-                CpuStorage::BF16(gather(v, l).into_iter().map(bf16::from_f32).collect())
-            }
-            (CpuStorage::F16(v), DType::F32) => CpuStorage::F32(gather(v, l).into_iter().map(f16::to_f32).collect()),
-            (CpuStorage::BF16(v), DType::F32) => CpuStorage::F32(gather(v, l).into_iter().map(bf16::to_f32).collect()),
+            (CpuStorage::F32(v), DType::F16) => CpuStorage::F16(convert(v, l, f16::from_f32)),
+            (CpuStorage::F32(v), DType::BF16) => CpuStorage::BF16(convert(v, l, bf16::from_f32)),
+            (CpuStorage::F16(v), DType::F32) => CpuStorage::F32(convert(v, l, f16::to_f32)),
+            (CpuStorage::BF16(v), DType::F32) => CpuStorage::F32(convert(v, l, bf16::to_f32)),
             _ => CpuStorage::from_host(HostData::from_f64_slice(&to_f64_vec(s, l), dtype)),
         };
         Ok(out.boxed())
