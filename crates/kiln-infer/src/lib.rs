@@ -1,0 +1,117 @@
+//! # kiln-infer
+//!
+//! Decoding (seed 003 "greedy/temperature/top-k/top-p"): a [`Sampler`] turning logits into a
+//! token, and [`generate`], which prefills a prompt into the model's KV caches and then decodes
+//! one token at a time, each step attending over the cache (O(T) per token).
+
+use kiln_core::{no_grad, Device, Error, Result, Tensor};
+use kiln_models::gpt::Gpt;
+
+/// Sampling settings. `temperature = 0` is greedy decoding.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sampler {
+    /// Logits are divided by this; 0 picks the argmax.
+    pub temperature: f64,
+    /// Keep only the `k` most likely tokens (0 = all).
+    pub top_k: usize,
+    /// Keep the smallest set of tokens whose probability reaches `p` (1 = all).
+    pub top_p: f64,
+    /// Seed of the sampling RNG (token `i` uses draw `i`, so runs are reproducible).
+    pub seed: u64,
+}
+
+impl Default for Sampler {
+    fn default() -> Self {
+        Sampler { temperature: 1.0, top_k: 0, top_p: 1.0, seed: 0 }
+    }
+}
+
+fn uniform(seed: u64, i: u64) -> f64 {
+    let mut z = seed ^ i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl Sampler {
+    /// Picks a token from one row of logits; `draw` indexes the RNG stream.
+    pub fn sample(&self, logits: &[f32], draw: u64) -> Result<u32> {
+        if logits.is_empty() {
+            return Err(Error::Invalid { op: "Sampler::sample", msg: "empty logits".into() });
+        }
+        if !(self.temperature >= 0.0 && self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(Error::Invalid { op: "Sampler::sample", msg: format!("bad settings {self:?}") });
+        }
+        let argmax = logits.iter().enumerate().fold(0, |b, (i, &v)| if v > logits[b] { i } else { b });
+        if self.temperature == 0.0 {
+            return Ok(argmax as u32);
+        }
+        // Candidates sorted by logit, cut by top-k, then softmax at temperature, then top-p.
+        let mut idx: Vec<usize> = (0..logits.len()).collect();
+        idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+        if self.top_k > 0 {
+            idx.truncate(self.top_k);
+        }
+        let m = logits[idx[0]] as f64;
+        let mut probs: Vec<f64> = idx.iter().map(|&i| ((logits[i] as f64 - m) / self.temperature).exp()).collect();
+        let z: f64 = probs.iter().sum();
+        probs.iter_mut().for_each(|p| *p /= z);
+        let mut keep = probs.len();
+        if self.top_p < 1.0 {
+            let mut acc = 0.0;
+            for (n, p) in probs.iter().enumerate() {
+                acc += p;
+                if acc >= self.top_p {
+                    keep = n + 1;
+                    break;
+                }
+            }
+        }
+        let total: f64 = probs[..keep].iter().sum();
+        let mut u = uniform(self.seed, draw) * total;
+        for (n, p) in probs[..keep].iter().enumerate() {
+            u -= p;
+            if u <= 0.0 {
+                return Ok(idx[n] as u32);
+            }
+        }
+        Ok(idx[keep - 1] as u32)
+    }
+}
+
+/// Generates up to `max_new` tokens after `prompt` (non-empty), calling `on_token` with each
+/// new token as soon as it is sampled (for streaming). Stops early when the context is full.
+pub fn generate(
+    model: &Gpt,
+    prompt: &[u32],
+    max_new: usize,
+    sampler: &Sampler,
+    device: &Device,
+    mut on_token: impl FnMut(u32) -> Result<()>,
+) -> Result<Vec<u32>> {
+    if prompt.is_empty() {
+        return Err(Error::Invalid { op: "generate", msg: "the prompt must contain at least one token".into() });
+    }
+    let ctx = model.cfg.n_positions;
+    // Keep the most recent tokens if the prompt alone fills the context.
+    let prompt = &prompt[prompt.len().saturating_sub(ctx.saturating_sub(1).max(1))..];
+    no_grad(|| {
+        let mut caches = model.new_caches(1, ctx, device)?;
+        let mut out = Vec::with_capacity(max_new);
+        let ids: Vec<i64> = prompt.iter().map(|&t| t as i64).collect();
+        let mut input = Tensor::from_vec(ids, &[1, prompt.len()], device)?;
+        for i in 0..max_new {
+            if caches[0].len() + input.dims()[1] > ctx {
+                break;
+            }
+            let logits = model.forward(&input, Some(&mut caches), false, 0)?; // (1,T,V)
+            let t = logits.dims()[1];
+            let last = logits.narrow(1, t - 1, 1)?.to_vec::<f32>()?;
+            let tok = sampler.sample(&last, i as u64)?;
+            on_token(tok)?;
+            out.push(tok);
+            input = Tensor::from_vec(vec![tok as i64], &[1, 1], device)?;
+        }
+        Ok(out)
+    })
+}

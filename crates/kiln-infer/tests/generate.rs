@@ -1,0 +1,59 @@
+//! Sampling rules and cached generation against uncached greedy decoding.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+use kiln_core::Tensor;
+use kiln_infer::{generate, Sampler};
+use kiln_models::gpt::{Gpt, GptConfig};
+
+#[test]
+fn sampler_rules() {
+    let logits = [1.0f32, 3.0, 2.0, -1.0];
+    let greedy = Sampler { temperature: 0.0, ..Default::default() };
+    assert_eq!(greedy.sample(&logits, 0).unwrap(), 1);
+    let top1 = Sampler { top_k: 1, ..Default::default() };
+    assert!((0..50).all(|i| top1.sample(&logits, i).unwrap() == 1));
+    let top2 = Sampler { top_k: 2, seed: 3, ..Default::default() };
+    let picks: Vec<u32> = (0..200).map(|i| top2.sample(&logits, i).unwrap()).collect();
+    assert!(picks.iter().all(|&t| t == 1 || t == 2) && picks.contains(&2));
+    // top-p 0.5: token 1 alone holds > 50 % of the mass.
+    let nucleus = Sampler { top_p: 0.5, ..Default::default() };
+    assert!((0..50).all(|i| nucleus.sample(&logits, i).unwrap() == 1));
+    // Frequencies follow the softmax at temperature 1.
+    let s = Sampler::default();
+    let n = 20_000;
+    let ones = (0..n).filter(|&i| s.sample(&logits, i).unwrap() == 1).count() as f64 / n as f64;
+    let z: f64 = logits.iter().map(|&l| (l as f64).exp()).sum();
+    assert!((ones - 3f64.exp() / z).abs() < 0.02, "{ones}");
+    assert!(Sampler { top_p: 0.0, ..Default::default() }.sample(&logits, 0).is_err());
+}
+
+#[test]
+fn cached_greedy_generation_matches_recomputing_everything() {
+    let dev = kiln_cpu::cpu();
+    let m = Gpt::new(GptConfig::gpt2(30, 24, 32, 2, 4), 9, &dev).unwrap();
+    let prompt = [3u32, 7, 1];
+    let greedy = Sampler { temperature: 0.0, ..Default::default() };
+    let mut streamed = vec![];
+    let fast = generate(&m, &prompt, 10, &greedy, &dev, |t| {
+        streamed.push(t);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(fast, streamed);
+    // Uncached: run the whole sequence each step.
+    let mut seq: Vec<i64> = prompt.iter().map(|&t| t as i64).collect();
+    for _ in 0..10 {
+        let x = Tensor::from_vec(seq.clone(), &[1, seq.len()], &dev).unwrap();
+        let logits = m.forward(&x, None, false, 0).unwrap();
+        let last = logits.narrow(1, seq.len() - 1, 1).unwrap().to_vec::<f32>().unwrap();
+        seq.push(greedy.sample(&last, 0).unwrap() as i64);
+    }
+    let slow: Vec<u32> = seq[3..].iter().map(|&t| t as u32).collect();
+    assert_eq!(fast, slow);
+    // Stops at the context length instead of failing.
+    let long = generate(&m, &prompt, 100, &greedy, &dev, |_| Ok(())).unwrap();
+    // The last of 24 context positions predicts one token beyond it.
+    assert_eq!(long.len(), 24 - 3 + 1);
+    assert!(generate(&m, &[], 5, &greedy, &dev, |_| Ok(())).is_err());
+}
