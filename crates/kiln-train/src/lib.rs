@@ -2,10 +2,12 @@
 //!
 //! Training machinery from the book's chapter 11: the AdamW optimizer with decoupled weight decay
 //! ([`AdamW`]), learning-rate schedules ([`schedule`]: warmup + cosine, Noam, constant), and
-//! gradient clipping by global norm ([`clip_grad_norm`]).
+//! gradient clipping by global norm ([`clip_grad_norm`]), and the training loop with atomic,
+//! bit-exactly resumable checkpoints ([`run`]).
 
 mod adamw;
 mod clip;
+pub mod run;
 pub mod schedule;
 
 pub use adamw::{AdamW, AdamWConfig};

@@ -1,0 +1,198 @@
+//! A training run: the loop (gradient accumulation, clipping, warmup + cosine, periodic
+//! validation) and its checkpoints.
+//!
+//! A run directory holds `config.json` (the model), `train.json` (this loop's settings),
+//! `tokenizer.json`, `tokens.bin`, `metrics.jsonl`, and `checkpoint/` with `model.safetensors`,
+//! `optimizer.safetensors` and `state.json`. A checkpoint is written to `checkpoint.tmp/` and
+//! swapped in by renames, so a crash mid-save leaves the previous checkpoint intact. Batches are
+//! indexed by step and dropout is seeded by step, so resuming continues bit-exactly.
+
+use crate::{clip_grad_norm, AdamW, AdamWConfig, LrSchedule, WarmupCosine};
+use kiln_core::ops::CrossEntropyOpts;
+use kiln_core::{no_grad, safetensors, Device, Error, Module, Result};
+use kiln_data::{Batcher, Split};
+use kiln_models::gpt::Gpt;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Settings of the training loop.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    /// Optimizer steps.
+    pub steps: u64,
+    /// Sequences per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step.
+    pub grad_accum: usize,
+    /// Peak learning rate.
+    pub max_lr: f64,
+    /// Floor of the cosine decay.
+    pub min_lr: f64,
+    /// Linear warmup steps.
+    pub warmup_steps: u64,
+    /// AdamW decoupled weight decay (matrices only).
+    pub weight_decay: f64,
+    /// Global gradient-norm clip (0 disables).
+    pub grad_clip: f64,
+    /// Validate every this many steps (and at the end).
+    pub eval_every: u64,
+    /// Validation batches per evaluation.
+    pub eval_batches: u64,
+    /// Held-out fraction of the tokens.
+    pub val_fraction: f64,
+    /// Seed of initialisation, batches and dropout.
+    pub seed: u64,
+}
+
+/// Progress of a run, saved with each checkpoint.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Optimizer steps completed.
+    pub step: u64,
+    /// Last validation loss.
+    pub val_loss: Option<f64>,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepMetrics {
+    /// Step just completed.
+    pub step: u64,
+    /// Mean training loss over the step's micro-batches.
+    pub loss: f64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Validation loss, on evaluation steps.
+    pub val_loss: Option<f64>,
+    /// Training tokens per second over this step.
+    pub tok_per_s: f64,
+}
+
+fn io(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Invalid { op: "checkpoint", msg: format!("{}: {e}", path.display()) }
+}
+
+/// The learning-rate schedule of a config.
+pub fn schedule(cfg: &TrainConfig) -> WarmupCosine {
+    WarmupCosine { max_lr: cfg.max_lr, min_lr: cfg.min_lr, warmup: cfg.warmup_steps, total: cfg.steps }
+}
+
+/// Mean validation loss over `cfg.eval_batches` fixed batches.
+pub fn evaluate(model: &Gpt, batcher: &mut Batcher, cfg: &TrainConfig, device: &Device) -> Result<f64> {
+    no_grad(|| {
+        let mut total = 0.0;
+        for i in 0..cfg.eval_batches.max(1) {
+            let (x, y) = batcher
+                .batch(Split::Val, i, device)
+                .map_err(|e| Error::Invalid { op: "evaluate", msg: e.to_string() })?;
+            total += model.forward(&x, None, false, 0)?.cross_entropy(&y, CrossEntropyOpts::default())?.to_scalar()?;
+        }
+        Ok(total / cfg.eval_batches.max(1) as f64)
+    })
+}
+
+/// A model with its optimizer and progress.
+pub struct Trainer {
+    /// The model being trained.
+    pub model: Gpt,
+    /// Its optimizer.
+    pub opt: AdamW,
+    /// Loop settings.
+    pub cfg: TrainConfig,
+    /// Progress.
+    pub state: TrainState,
+}
+
+impl Trainer {
+    /// A fresh trainer for `model`.
+    pub fn new(model: Gpt, cfg: TrainConfig) -> Result<Trainer> {
+        let opt =
+            AdamW::new(model.named_parameters(), AdamWConfig { weight_decay: cfg.weight_decay, ..Default::default() })?;
+        Ok(Trainer { model, opt, cfg, state: TrainState::default() })
+    }
+
+    /// One optimizer step (with gradient accumulation); returns its metrics.
+    pub fn step(&mut self, batcher: &mut Batcher, device: &Device) -> Result<StepMetrics> {
+        let start = std::time::Instant::now();
+        let step = self.state.step;
+        let accum = self.cfg.grad_accum.max(1);
+        let mut loss_sum = 0.0;
+        let mut tokens = 0;
+        for micro in 0..accum {
+            let index = step * accum as u64 + micro as u64;
+            let (x, y) = batcher
+                .batch(Split::Train, index, device)
+                .map_err(|e| Error::Invalid { op: "train", msg: e.to_string() })?;
+            tokens += x.numel();
+            let seed = self.cfg.seed ^ index.wrapping_mul(0x2545_F491_4F6C_DD1D);
+            let loss = self.model.forward(&x, None, true, seed)?.cross_entropy(&y, CrossEntropyOpts::default())?;
+            loss_sum += loss.to_scalar()?;
+            loss.scale(1.0 / accum as f64)?.backward()?;
+        }
+        let grad_norm = clip_grad_norm(
+            &self.opt.params(),
+            if self.cfg.grad_clip > 0.0 { self.cfg.grad_clip } else { f64::INFINITY },
+        )?;
+        let lr = schedule(&self.cfg).lr(step + 1);
+        self.opt.step(lr)?;
+        self.opt.zero_grad();
+        self.state.step += 1;
+        let secs = start.elapsed().as_secs_f64();
+        Ok(StepMetrics {
+            step: self.state.step,
+            loss: loss_sum / accum as f64,
+            lr,
+            grad_norm,
+            val_loss: None,
+            tok_per_s: tokens as f64 / secs,
+        })
+    }
+
+    /// Writes `dir/checkpoint/` atomically (temp dir + renames).
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let tmp = dir.join("checkpoint.tmp");
+        let final_dir = dir.join("checkpoint");
+        let old = dir.join("checkpoint.old");
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).map_err(|e| io(&tmp, e))?;
+        safetensors::save(&tmp.join("model.safetensors"), &self.model.named_parameters(), None)?;
+        let (opt_state, opt_step) = self.opt.state();
+        let meta = HashMap::from([("step".to_string(), opt_step.to_string())]);
+        safetensors::save(&tmp.join("optimizer.safetensors"), &opt_state, Some(meta))?;
+        let state = serde_json::to_string_pretty(&self.state).map_err(|e| io(&tmp, e))?;
+        std::fs::write(tmp.join("state.json"), state).map_err(|e| io(&tmp, e))?;
+        if final_dir.exists() {
+            let _ = std::fs::remove_dir_all(&old);
+            std::fs::rename(&final_dir, &old).map_err(|e| io(&final_dir, e))?;
+        }
+        std::fs::rename(&tmp, &final_dir).map_err(|e| io(&final_dir, e))?;
+        let _ = std::fs::remove_dir_all(&old);
+        Ok(())
+    }
+
+    /// Restores model weights, optimizer state and progress from `dir/checkpoint/` (or the
+    /// previous checkpoint left by an interrupted save).
+    pub fn load(&mut self, dir: &Path, device: &Device) -> Result<()> {
+        let ck = checkpoint_dir(dir).ok_or_else(|| io(dir, "no checkpoint/ to resume from"))?;
+        let (weights, _) = safetensors::load(&ck.join("model.safetensors"), device)?;
+        for (name, p) in self.model.named_parameters() {
+            let w =
+                weights.iter().find(|(n, _)| *n == name).ok_or_else(|| io(&ck, format!("missing tensor {name}")))?;
+            p.assign_(&w.1)?;
+        }
+        let (opt_state, meta) = safetensors::load(&ck.join("optimizer.safetensors"), device)?;
+        let step = meta.get("step").and_then(|s| s.parse().ok()).ok_or_else(|| io(&ck, "optimizer step missing"))?;
+        self.opt.load_state(&opt_state, step)?;
+        let text = std::fs::read_to_string(ck.join("state.json")).map_err(|e| io(&ck, e))?;
+        self.state = serde_json::from_str(&text).map_err(|e| io(&ck, e))?;
+        Ok(())
+    }
+}
+
+/// The usable checkpoint folder of a run, if any.
+pub fn checkpoint_dir(dir: &Path) -> Option<PathBuf> {
+    [dir.join("checkpoint"), dir.join("checkpoint.old")].into_iter().find(|p| p.join("state.json").exists())
+}
