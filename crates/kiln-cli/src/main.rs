@@ -1,6 +1,8 @@
 //! `kiln`: the command-line interface.
 
 mod bench;
+mod generate;
+mod train;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -14,6 +16,51 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// Train a GPT (default: a small char-level model on the shipped corpus), then sample from it.
+    Train {
+        /// char-tiny (default, ~minutes on 2 cores), char-small (6×384, context 256), bpe-small.
+        #[arg(long, default_value = "char-tiny")]
+        preset: String,
+        /// Training text (UTF-8 or .gz); default: the shipped State of the Union corpus.
+        #[arg(long)]
+        data: Option<std::path::PathBuf>,
+        /// Run directory (config, tokenizer, tokens, checkpoint, metrics).
+        #[arg(long, default_value = "runs/default")]
+        out: std::path::PathBuf,
+        /// Override the preset's number of optimizer steps.
+        #[arg(long)]
+        steps: Option<u64>,
+        /// Continue the run in --out from its checkpoint.
+        #[arg(long)]
+        resume: bool,
+        /// Tokens to sample after training (0 to skip).
+        #[arg(long, default_value_t = 400)]
+        sample_tokens: usize,
+    },
+    /// Stream a continuation of a prompt from a trained run.
+    Generate {
+        /// Run directory written by `kiln train`.
+        #[arg(long, default_value = "runs/default")]
+        run: std::path::PathBuf,
+        /// Prompt text.
+        #[arg(long, default_value = "The")]
+        prompt: String,
+        /// Tokens to generate.
+        #[arg(long, default_value_t = 300)]
+        max_new_tokens: usize,
+        /// Sampling temperature (0 = greedy).
+        #[arg(long, default_value_t = 0.8)]
+        temperature: f64,
+        /// Keep only the k most likely tokens (0 = all).
+        #[arg(long, default_value_t = 0)]
+        top_k: usize,
+        /// Nucleus sampling mass (1 = off).
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f64,
+        /// Sampling seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Print build and device information.
     Info,
     /// Benchmarks that print a baseline measured in the same run, and the ratio.
@@ -46,6 +93,13 @@ enum BenchCmd {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
+        Cmd::Train { preset, data, out, steps, resume, sample_tokens } => {
+            train::run(train::TrainArgs { preset, data, out, steps, resume, sample_tokens }, &kiln_cpu::cpu())?;
+        }
+        Cmd::Generate { run, prompt, max_new_tokens, temperature, top_k, top_p, seed } => {
+            let sampler = kiln_infer::Sampler { temperature, top_k, top_p, seed };
+            generate::run(&run, &prompt, max_new_tokens, sampler, &kiln_cpu::cpu())?;
+        }
         Cmd::Info => {
             let dev = kiln_cpu::cpu();
             println!("kiln {} — device {}, {} threads", env!("CARGO_PKG_VERSION"), dev.name(), kiln_cpu::num_threads());

@@ -79,8 +79,10 @@ impl Sampler {
     }
 }
 
-/// Generates up to `max_new` tokens after `prompt` (non-empty), calling `on_token` with each
-/// new token as soon as it is sampled (for streaming). Stops early when the context is full.
+/// Generates `max_new` tokens after `prompt` (non-empty), calling `on_token` with each new
+/// token as soon as it is sampled (for streaming). When the context fills up, the caches are
+/// rebuilt from the most recent half-context of tokens (a sliding window re-prefilled every
+/// ctx/2 tokens, so the amortised cost per token stays O(ctx)).
 pub fn generate(
     model: &Gpt,
     prompt: &[u32],
@@ -93,16 +95,18 @@ pub fn generate(
         return Err(Error::Invalid { op: "generate", msg: "the prompt must contain at least one token".into() });
     }
     let ctx = model.cfg.n_positions;
-    // Keep the most recent tokens if the prompt alone fills the context.
-    let prompt = &prompt[prompt.len().saturating_sub(ctx.saturating_sub(1).max(1))..];
+    let window = (ctx / 2).max(1);
+    let to_tensor = |ids: &[u32]| Tensor::from_vec(ids.iter().map(|&t| t as i64).collect(), &[1, ids.len()], device);
     no_grad(|| {
         let mut caches = model.new_caches(1, ctx, device)?;
+        let mut history: Vec<u32> = prompt.to_vec();
+        let start = history.len().saturating_sub(ctx);
+        let mut input = to_tensor(&history[start..])?;
         let mut out = Vec::with_capacity(max_new);
-        let ids: Vec<i64> = prompt.iter().map(|&t| t as i64).collect();
-        let mut input = Tensor::from_vec(ids, &[1, prompt.len()], device)?;
         for i in 0..max_new {
             if caches[0].len() + input.dims()[1] > ctx {
-                break;
+                caches.iter_mut().for_each(|c| c.reset());
+                input = to_tensor(&history[history.len() - window.min(history.len())..])?;
             }
             let logits = model.forward(&input, Some(&mut caches), false, 0)?; // (1,T,V)
             let t = logits.dims()[1];
@@ -110,7 +114,8 @@ pub fn generate(
             let tok = sampler.sample(&last, i as u64)?;
             on_token(tok)?;
             out.push(tok);
-            input = Tensor::from_vec(vec![tok as i64], &[1, 1], device)?;
+            history.push(tok);
+            input = to_tensor(&[tok])?;
         }
         Ok(out)
     })

@@ -1,0 +1,203 @@
+//! `kiln train`: the default job — a small GPT trained on the shipped corpus, then sampled.
+
+use anyhow::{bail, Context, Result};
+use kiln_core::Device;
+use kiln_data::{corpus, Batcher, CharTokenizer, TokenFile, Tokenizer};
+use kiln_infer::{generate, Sampler};
+use kiln_models::gpt::{Gpt, GptConfig};
+use kiln_train::run::{checkpoint_dir, evaluate, TrainConfig, Trainer};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Named model + loop settings.
+pub struct Preset {
+    /// Tokenizer kind: `"char"` or `"bpe"`.
+    pub tokenizer: &'static str,
+    /// BPE vocabulary size (ignored for char).
+    pub bpe_vocab: usize,
+    /// Model (vocab_size is set from the tokenizer).
+    pub model: GptConfig,
+    /// Loop.
+    pub train: TrainConfig,
+}
+
+fn loop_cfg(steps: u64, batch_size: usize, max_lr: f64) -> TrainConfig {
+    TrainConfig {
+        steps,
+        batch_size,
+        grad_accum: 1,
+        max_lr,
+        min_lr: max_lr / 10.0,
+        warmup_steps: (steps / 20).max(1),
+        weight_decay: 0.1,
+        grad_clip: 1.0,
+        eval_every: (steps / 5).max(1),
+        eval_batches: 20,
+        val_fraction: 0.05,
+        seed: 1337,
+    }
+}
+
+/// The presets `--preset` accepts.
+pub fn preset(name: &str) -> Result<Preset> {
+    Ok(match name {
+        // nanoGPT's CPU-sized char model: 4 layers, 4 heads, 128 wide, context 128.
+        "char-tiny" => Preset {
+            tokenizer: "char",
+            bpe_vocab: 0,
+            model: GptConfig::gpt2(0, 128, 128, 4, 4),
+            train: loop_cfg(3000, 16, 2e-3),
+        },
+        // The larger preset: 6 layers, 6 heads, 384 wide, context 256.
+        "char-small" => Preset {
+            tokenizer: "char",
+            bpe_vocab: 0,
+            model: GptConfig::gpt2(0, 256, 384, 6, 6),
+            train: loop_cfg(2000, 8, 1e-3),
+        },
+        // Byte-level BPE with 4096 tokens.
+        "bpe-small" => Preset {
+            tokenizer: "bpe",
+            bpe_vocab: 4096,
+            model: GptConfig::gpt2(0, 128, 256, 4, 4),
+            train: loop_cfg(1500, 16, 1e-3),
+        },
+        other => bail!("unknown preset {other:?} (char-tiny, char-small, bpe-small)"),
+    })
+}
+
+/// Options of `kiln train`.
+pub struct TrainArgs {
+    /// Preset name.
+    pub preset: String,
+    /// Text file (UTF-8, or .gz); the shipped corpus when absent.
+    pub data: Option<PathBuf>,
+    /// Run directory.
+    pub out: PathBuf,
+    /// Override the preset's step count.
+    pub steps: Option<u64>,
+    /// Continue the run in `out`.
+    pub resume: bool,
+    /// Characters/tokens to sample at the end.
+    pub sample_tokens: usize,
+}
+
+fn write_json(path: &Path, v: &impl serde::Serialize) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(v)?).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Sets up (or reopens) the run directory; returns model config, loop config and tokenizer.
+fn prepare(args: &TrainArgs) -> Result<(GptConfig, TrainConfig, Tokenizer)> {
+    let out = &args.out;
+    if args.resume {
+        let mcfg: GptConfig = read_json(&out.join("config.json"))?;
+        let tcfg: TrainConfig = read_json(&out.join("train.json"))?;
+        let tok = Tokenizer::load(&out.join("tokenizer.json"))?;
+        return Ok((mcfg, tcfg, tok));
+    }
+    if checkpoint_dir(out).is_some() || out.join("config.json").exists() {
+        bail!("{} already holds a run: pass --resume to continue it, or choose another --out", out.display());
+    }
+    let p = preset(&args.preset)?;
+    let (text, name) = match &args.data {
+        Some(path) => (corpus::read_text(path)?, path.display().to_string()),
+        None => (corpus::shipped()?, corpus::SOTU_NAME.to_string()),
+    };
+    eprintln!("corpus: {name}, {} characters", text.chars().count());
+    let tok = match p.tokenizer {
+        "char" => Tokenizer::Char(CharTokenizer::train(&text)),
+        _ => {
+            let sample: String = text.chars().take(2_000_000).collect();
+            Tokenizer::train_bpe(&sample, p.bpe_vocab)?
+        }
+    };
+    let ids = tok.encode(&text)?;
+    let mut mcfg = p.model;
+    mcfg.vocab_size = tok.vocab_size();
+    mcfg.validate()?;
+    let mut tcfg = p.train;
+    if let Some(s) = args.steps {
+        tcfg.steps = s;
+        tcfg.warmup_steps = (s / 20).max(1).min(tcfg.warmup_steps);
+        tcfg.eval_every = (s / 5).max(1);
+    }
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    TokenFile::write(&out.join("tokens.bin"), &ids)?;
+    tok.save(&out.join("tokenizer.json"))?;
+    write_json(&out.join("config.json"), &mcfg)?;
+    write_json(&out.join("train.json"), &tcfg)?;
+    eprintln!("tokenizer: {} ({} tokens), {} tokens of data", tok.kind(), tok.vocab_size(), ids.len());
+    Ok((mcfg, tcfg, tok))
+}
+
+/// Runs `kiln train`.
+pub fn run(args: TrainArgs, device: &Device) -> Result<()> {
+    let (mcfg, tcfg, tok) = prepare(&args)?;
+    let out = &args.out;
+    let tokens = TokenFile::open(&out.join("tokens.bin"))?;
+    let mut batcher = Batcher::new(tokens, tcfg.val_fraction, tcfg.batch_size, mcfg.n_positions, tcfg.seed)?;
+    let model = Gpt::new(mcfg.clone(), tcfg.seed, device)?;
+    let n_params = kiln_core::Module::num_params(&model);
+    let mut trainer = Trainer::new(model, tcfg.clone())?;
+    if args.resume {
+        trainer.load(out, device)?;
+        eprintln!("resumed at step {}", trainer.state.step);
+    }
+    eprintln!(
+        "model: {} layers, {} heads, width {}, context {}, {:.2} M parameters; {} steps of {}×{} tokens",
+        mcfg.n_layer,
+        mcfg.n_head,
+        mcfg.n_embd,
+        mcfg.n_positions,
+        n_params as f64 / 1e6,
+        tcfg.steps,
+        tcfg.batch_size,
+        mcfg.n_positions
+    );
+    let mut metrics = std::fs::OpenOptions::new().create(true).append(true).open(out.join("metrics.jsonl"))?;
+    let start = std::time::Instant::now();
+    let first_step = trainer.state.step;
+    while trainer.state.step < tcfg.steps {
+        let mut m = trainer.step(&mut batcher, device)?;
+        let step = m.step;
+        if step % tcfg.eval_every == 0 || step == tcfg.steps {
+            let v = evaluate(&trainer.model, &mut batcher, &tcfg, device)?;
+            m.val_loss = Some(v);
+            trainer.state.val_loss = Some(v);
+            trainer.save(out)?;
+        }
+        writeln!(metrics, "{}", serde_json::to_string(&m)?)?;
+        if step % 25 == 0 || m.val_loss.is_some() || step == first_step + 1 {
+            let done = (step - first_step) as f64;
+            let elapsed = start.elapsed().as_secs_f64();
+            let eta = elapsed / done * (tcfg.steps - step) as f64;
+            let val = m.val_loss.map_or(String::new(), |v| format!("  val {v:.4}"));
+            eprintln!(
+                "step {step:>5}/{}  loss {:.4}{val}  lr {:.2e}  {:.0} tok/s  eta {:.0}s",
+                tcfg.steps, m.loss, m.lr, m.tok_per_s, eta
+            );
+        }
+    }
+    eprintln!("trained in {:.1}s; checkpoint in {}", start.elapsed().as_secs_f64(), out.join("checkpoint").display());
+    if args.sample_tokens > 0 {
+        let prompt = tok.encode("\n").or_else(|_| tok.encode(" "))?;
+        let sampler = Sampler { temperature: 0.8, top_k: 0, top_p: 0.95, seed: 1 };
+        eprintln!("--- sample ---");
+        let mut stdout = std::io::stdout();
+        generate(&trainer.model, &prompt, args.sample_tokens, &sampler, device, |t| {
+            let s = tok.decode(&[t]).map_err(|e| kiln_core::Error::Invalid { op: "decode", msg: e.to_string() })?;
+            let _ = write!(stdout, "{s}");
+            let _ = stdout.flush();
+            Ok(())
+        })?;
+        println!();
+    }
+    Ok(())
+}
