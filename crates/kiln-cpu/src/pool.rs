@@ -95,3 +95,55 @@ pub(crate) fn give<T: Poolable>(v: Vec<T>) {
         m.entry(v.len()).or_default().push(v);
     }
 }
+
+/// Per-thread scratch: small working buffers of a parallel task (an attention tile's scores, its
+/// running max and sum…) live in a cache owned by the worker thread that runs the task, not in the
+/// shared pool. Which worker runs which task depends on timing, so drawing them from the shared
+/// pool would make its high-water mark (and its miss count) timing-dependent. Each thread
+/// allocates its scratch once, on the first task that needs that length, and keeps it; these
+/// buffers are not counted in [`stats`].
+pub(crate) mod scratch {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::thread::LocalKey;
+
+    type Cache<T> = RefCell<HashMap<usize, Vec<Vec<T>>>>;
+
+    /// An element type with a per-thread scratch cache.
+    pub(crate) trait Scratch: Copy + Default + 'static {
+        fn cache() -> &'static LocalKey<Cache<Self>>;
+    }
+
+    macro_rules! scratch {
+        ($($t:ty),*) => {$(
+            impl Scratch for $t {
+                fn cache() -> &'static LocalKey<Cache<$t>> {
+                    thread_local!(static CACHE: Cache<$t> = RefCell::new(HashMap::new()));
+                    &CACHE
+                }
+            }
+        )*};
+    }
+    scratch!(f32, f64);
+
+    /// A scratch buffer of exactly `len` elements with stale contents.
+    pub(crate) fn take<T: Scratch>(len: usize) -> Vec<T> {
+        let reused = T::cache().with(|c| c.borrow_mut().get_mut(&len).and_then(|v| v.pop()));
+        reused.unwrap_or_else(|| vec![T::default(); len])
+    }
+
+    /// A scratch buffer of `len` copies of `value`.
+    pub(crate) fn filled<T: Scratch>(len: usize, value: T) -> Vec<T> {
+        let mut v = take(len);
+        v.fill(value);
+        v
+    }
+
+    /// Returns a scratch buffer to this thread's cache.
+    pub(crate) fn give<T: Scratch>(v: Vec<T>) {
+        if v.is_empty() {
+            return;
+        }
+        T::cache().with(|c| c.borrow_mut().entry(v.len()).or_default().push(v));
+    }
+}

@@ -130,7 +130,9 @@ pub(crate) fn contiguous_slice<'a, T>(op: &'static str, data: &'a [T], l: &Layou
 }
 
 /// Element type of float kernels.
-pub(crate) trait Elem: crate::kernels::float::KFloat + crate::pool::Poolable {
+pub(crate) trait Elem:
+    crate::kernels::float::KFloat + crate::pool::Poolable + crate::pool::scratch::Scratch
+{
     fn slice<'a>(op: &'static str, a: Arg<'a>) -> Result<&'a [Self]>;
     fn vec_of(s: &dyn Storage) -> Option<&Vec<Self>>;
     fn wrap(v: Vec<Self>) -> BoxStorage;

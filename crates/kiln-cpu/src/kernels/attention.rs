@@ -27,7 +27,7 @@
 
 use super::float::KFloat;
 use super::random::uniform;
-use crate::pool;
+use crate::pool::{self, scratch};
 use crate::storage::{dispatch_float, Elem};
 use gemm::Parallelism;
 use kiln_core::backend::{Arg, AttentionArgs, BoxStorage};
@@ -290,15 +290,15 @@ fn forward_t<T: Elem>(
         o_bh.par_chunks_mut(BR * d).zip(l_bh.par_chunks_mut(BR)).enumerate().for_each(|(qti, (o, lrow))| {
             let q0 = qti * BR;
             let br = lrow.len();
-            let (mut st, mut qt): (Vec<T>, Vec<T>) = (pool::take(BR * BC), pool::filled(BR * d, T::zero()));
+            let (mut st, mut qt): (Vec<T>, Vec<T>) = (scratch::take(BR * BC), scratch::filled(BR * d, T::zero()));
             let qo = (bh * t + q0) * d;
             for (i, qrow) in qd[qo..qo + br * d].chunks(d).enumerate() {
                 qrow.iter().enumerate().for_each(|(c, &x)| qt[c * BR + i] = x);
             }
             // running max m, running sum ℓ, and per-tile scratch: rescale α, shift, tile sum
-            let mut m = pool::filled(br, ninf);
-            let mut l = pool::filled(br, T::zero());
-            let (mut alpha, mut shift, mut ts) = (pool::take(br), pool::take(br), pool::take(br));
+            let mut m = scratch::filled(br, ninf);
+            let mut l = scratch::filled(br, T::zero());
+            let (mut alpha, mut shift, mut ts) = (scratch::take(br), scratch::take(br), scratch::take(br));
             for kt in 0..g.key_tiles(q0, br) {
                 let k0 = kt * BC;
                 let bc = BC.min(g.s - k0);
@@ -341,7 +341,7 @@ fn forward_t<T: Elem>(
                     lrow[i] = ninf;
                 }
             }
-            [st, qt, m, l, alpha, shift, ts].into_iter().for_each(pool::give);
+            [st, qt, m, l, alpha, shift, ts].into_iter().for_each(scratch::give);
         });
     });
     Ok((T::wrap(out), T::wrap(lse)))
@@ -457,9 +457,9 @@ fn backward_t<T: Elem>(
         }
     }
     tasks.into_par_iter().for_each(|(bi, hk, dqp, tiles)| {
-        let (mut p, mut ds) = (pool::take(BR * BC), pool::take(BR * BC));
+        let (mut p, mut ds) = (scratch::take(BR * BC), scratch::take(BR * BC));
         // K and V tiles transposed (d×BC), once per key tile, for the two QKᵀ-shaped products
-        let (mut ktt, mut vtt) = (pool::filled(d * BC, T::zero()), pool::filled(d * BC, T::zero()));
+        let (mut ktt, mut vtt) = (scratch::filled(d * BC, T::zero()), scratch::filled(d * BC, T::zero()));
         let kvo = (bi * g.hkv + hk) * s * d;
         for (kt, dkt, dvt) in tiles {
             let k0 = kt * BC;
@@ -492,7 +492,7 @@ fn backward_t<T: Elem>(
                 }
             }
         }
-        [p, ds, ktt, vtt].into_iter().for_each(pool::give);
+        [p, ds, ktt, vtt].into_iter().for_each(scratch::give);
     });
     // dQ = Σ over key-tile groups of the partials, in group order (deterministic).
     dq.par_chunks_mut(qblock).enumerate().for_each(|(bkv, dqb)| {
