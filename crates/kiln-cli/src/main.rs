@@ -2,6 +2,7 @@
 
 mod bench;
 mod generate;
+mod plot;
 mod train;
 
 use anyhow::Context;
@@ -27,7 +28,7 @@ enum Cmd {
         /// Run directory (config, tokenizer, tokens, checkpoint, metrics).
         #[arg(long, default_value = "runs/default")]
         out: std::path::PathBuf,
-        /// Override the preset's number of optimizer steps.
+        /// Override the preset's number of optimizer steps (with --resume: the new run length).
         #[arg(long)]
         steps: Option<u64>,
         /// Continue the run in --out from its checkpoint.
@@ -77,6 +78,9 @@ enum BenchCmd {
         /// Rows of the activation matrices (batch × context), comma-separated.
         #[arg(long, value_delimiter = ',', default_values_t = [2048, 4096])]
         rows: Vec<usize>,
+        /// Model width C of the shapes (the MLP is 4C wide).
+        #[arg(long, default_value_t = 768)]
+        width: usize,
         /// Worker threads (kiln's rayon pool, numpy's OpenBLAS, the FMA peak). Default: kiln's
         /// thread count (`KILN_NUM_THREADS`, else physical cores).
         #[arg(long)]
@@ -87,6 +91,27 @@ enum BenchCmd {
         /// Exact number of timed calls per shape (instead of --seconds).
         #[arg(long)]
         iters: Option<usize>,
+    },
+    /// Training tokens/s, GFLOP/s and MFU of a preset vs PyTorch eager on the same model.
+    Train {
+        /// Preset (see `kiln train --preset`).
+        #[arg(long, default_value = "char-small")]
+        preset: String,
+        /// Sequences per step (default: the preset's).
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Timed steps (the median is reported).
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// Untimed warm-up steps.
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// Threads for kiln and PyTorch (default: kiln's thread count).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Skip the PyTorch baseline.
+        #[arg(long)]
+        no_torch: bool,
     },
 }
 
@@ -104,9 +129,10 @@ fn main() -> anyhow::Result<()> {
             let dev = kiln_cpu::cpu();
             println!("kiln {} — device {}, {} threads", env!("CARGO_PKG_VERSION"), dev.name(), kiln_cpu::num_threads());
         }
-        Cmd::Bench { what: BenchCmd::Gemm { rows, threads, seconds, iters } } => {
+        Cmd::Bench { what: BenchCmd::Gemm { rows, width, threads, seconds, iters } } => {
             anyhow::ensure!(!rows.is_empty() && rows.iter().all(|&r| r > 0), "--rows must be positive");
             anyhow::ensure!(seconds > 0.0, "--seconds must be positive");
+            anyhow::ensure!(width > 0, "--width must be positive");
             let threads = threads.unwrap_or_else(kiln_cpu::num_threads);
             anyhow::ensure!(threads > 0, "--threads must be positive");
             // Size rayon's global pool before kiln_cpu::cpu() would size it from KILN_NUM_THREADS.
@@ -119,7 +145,17 @@ fn main() -> anyhow::Result<()> {
                 Some(_) => anyhow::bail!("--iters must be positive"),
                 None => bench::Budget::Seconds(seconds),
             };
-            bench::gemm::run(&rows, threads, budget)?;
+            bench::gemm::run(&rows, width, threads, budget)?;
+        }
+        Cmd::Bench { what: BenchCmd::Train { preset, batch, steps, warmup, threads, no_torch } } => {
+            let threads = threads.unwrap_or_else(kiln_cpu::num_threads);
+            anyhow::ensure!(threads > 0, "--threads must be positive");
+            anyhow::ensure!(batch != Some(0), "--batch must be positive");
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build_global()
+                .context("building rayon's global thread pool")?;
+            bench::train::run(&bench::train::TrainBench { preset, batch, steps, warmup, threads, no_torch })?;
         }
     }
     Ok(())

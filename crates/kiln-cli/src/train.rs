@@ -1,6 +1,7 @@
 //! `kiln train`: the default job — a small GPT trained on the shipped corpus, then sampled.
 
 use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kiln_core::Device;
 use kiln_data::{corpus, Batcher, CharTokenizer, TokenFile, Tokenizer};
 use kiln_infer::{generate, Sampler};
@@ -98,8 +99,15 @@ fn prepare(args: &TrainArgs) -> Result<(GptConfig, TrainConfig, Tokenizer)> {
     let out = &args.out;
     if args.resume {
         let mcfg: GptConfig = read_json(&out.join("config.json"))?;
-        let tcfg: TrainConfig = read_json(&out.join("train.json"))?;
+        let mut tcfg: TrainConfig = read_json(&out.join("train.json"))?;
         let tok = Tokenizer::load(&out.join("tokenizer.json"))?;
+        if let Some(s) = args.steps.filter(|&s| s != tcfg.steps) {
+            // A new length: the cosine now ends at `s` (later steps follow the new curve).
+            eprintln!("run length changed from {} to {s} steps", tcfg.steps);
+            tcfg.steps = s;
+            tcfg.eval_every = tcfg.eval_every.min(s).max(1);
+            write_json(&out.join("train.json"), &tcfg)?;
+        }
         return Ok((mcfg, tcfg, tok));
     }
     if checkpoint_dir(out).is_some() || out.join("config.json").exists() {
@@ -137,6 +145,54 @@ fn prepare(args: &TrainArgs) -> Result<(GptConfig, TrainConfig, Tokenizer)> {
     Ok((mcfg, tcfg, tok))
 }
 
+/// The FLOP/s that MFU is measured against: `KILN_PEAK_GFLOPS`, else 475 (the fp32 GEMM ceiling
+/// of the 2-core AVX-512 machines kiln is developed on; `kiln bench gemm` measures yours).
+fn peak_gflops() -> f64 {
+    std::env::var("KILN_PEAK_GFLOPS")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|&p: &f64| p > 0.0)
+        .unwrap_or(475.0)
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal; the loop then logs lines).
+fn progress_bar(steps: u64, done: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr());
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:30.cyan/blue} step {pos}/{len} | {msg} | {elapsed_precise} eta {eta}")
+    {
+        bar.set_style(style.progress_chars("█▉▊▋▌▍▎▏ "));
+    }
+    bar.set_position(done);
+    bar.reset_eta();
+    bar
+}
+
+/// Ctrl-C: the first press asks the loop to save a checkpoint and stop after the current step;
+/// a second press exits at once (the last complete checkpoint stays intact: saves are atomic).
+mod interrupt {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    static STOP: AtomicBool = AtomicBool::new(false);
+
+    pub fn install() {
+        let installed = ctrlc::set_handler(|| {
+            if STOP.swap(true, Ordering::SeqCst) {
+                eprintln!("\ninterrupted again: exiting without saving");
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupt: saving a checkpoint after this step (Ctrl-C again to quit now)");
+        });
+        if let Err(e) = installed {
+            eprintln!("warning: Ctrl-C will not save a checkpoint ({e})");
+        }
+    }
+
+    pub fn requested() -> bool {
+        STOP.load(Ordering::SeqCst)
+    }
+}
+
 /// Runs `kiln train`.
 pub fn run(args: TrainArgs, device: &Device) -> Result<()> {
     let (mcfg, tcfg, tok) = prepare(&args)?;
@@ -161,31 +217,66 @@ pub fn run(args: TrainArgs, device: &Device) -> Result<()> {
         tcfg.batch_size,
         mcfg.n_positions
     );
-    let mut metrics = std::fs::OpenOptions::new().create(true).append(true).open(out.join("metrics.jsonl"))?;
+    let metrics_path = out.join("metrics.jsonl");
+    let mut metrics = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&metrics_path)
+        .with_context(|| format!("opening {}", metrics_path.display()))?;
+    let fpt = crate::bench::train::flops_per_token(&trainer.model);
+    let peak = peak_gflops();
+    interrupt::install();
+    let bar = progress_bar(tcfg.steps, trainer.state.step);
+    let say = |line: String| if bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) };
     let start = std::time::Instant::now();
     let first_step = trainer.state.step;
+    let mut tps_avg = 0.0;
     while trainer.state.step < tcfg.steps {
         let mut m = trainer.step(&mut batcher, device)?;
         let step = m.step;
-        if step % tcfg.eval_every == 0 || step == tcfg.steps {
+        tps_avg = if step == first_step + 1 { m.tok_per_s } else { 0.9 * tps_avg + 0.1 * m.tok_per_s };
+        let mfu = 100.0 * tps_avg * fpt / 1e9 / peak;
+        let stopping = interrupt::requested();
+        if step % tcfg.eval_every == 0 || step == tcfg.steps || stopping {
             let v = evaluate(&trainer.model, &mut batcher, &tcfg, device)?;
             m.val_loss = Some(v);
             trainer.state.val_loss = Some(v);
             trainer.save(out)?;
         }
         writeln!(metrics, "{}", serde_json::to_string(&m)?)?;
-        if step % 25 == 0 || m.val_loss.is_some() || step == first_step + 1 {
+        bar.set_position(step);
+        bar.set_message(format!("loss {:.4} | {:.0} tok/s | MFU {mfu:.0}%", m.loss, tps_avg));
+        if let Some(v) = m.val_loss {
+            say(format!(
+                "step {step:>5}/{}  loss {:.4}  val {v:.4}  {:.0} tok/s  MFU {mfu:.0}%",
+                tcfg.steps, m.loss, tps_avg
+            ));
+            crate::plot::loss_png(&metrics_path, &out.join("loss.png"))?;
+        } else if bar.is_hidden() && (step % 25 == 0 || step == first_step + 1) {
             let done = (step - first_step) as f64;
-            let elapsed = start.elapsed().as_secs_f64();
-            let eta = elapsed / done * (tcfg.steps - step) as f64;
-            let val = m.val_loss.map_or(String::new(), |v| format!("  val {v:.4}"));
+            let eta = start.elapsed().as_secs_f64() / done * (tcfg.steps - step) as f64;
             eprintln!(
-                "step {step:>5}/{}  loss {:.4}{val}  lr {:.2e}  {:.0} tok/s  eta {:.0}s",
-                tcfg.steps, m.loss, m.lr, m.tok_per_s, eta
+                "step {step:>5}/{}  loss {:.4}  lr {:.2e}  {:.0} tok/s  MFU {mfu:.0}%  eta {eta:.0}s",
+                tcfg.steps, m.loss, m.lr, tps_avg
             );
         }
+        if stopping {
+            bar.abandon();
+            eprintln!(
+                "interrupted: checkpoint of step {step} saved in {}; continue with `kiln train --resume --out {}`",
+                out.join("checkpoint").display(),
+                out.display()
+            );
+            std::process::exit(130);
+        }
     }
-    eprintln!("trained in {:.1}s; checkpoint in {}", start.elapsed().as_secs_f64(), out.join("checkpoint").display());
+    bar.finish_and_clear();
+    eprintln!(
+        "trained in {:.1}s; checkpoint in {}; loss curves in {}",
+        start.elapsed().as_secs_f64(),
+        out.join("checkpoint").display(),
+        out.join("loss.png").display()
+    );
     if args.sample_tokens > 0 {
         let prompt = tok.encode("\n").or_else(|_| tok.encode(" "))?;
         let sampler = Sampler { temperature: 0.8, top_k: 0, top_p: 0.95, seed: 1 };

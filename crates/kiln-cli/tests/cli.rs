@@ -29,6 +29,8 @@ fn train_resume_generate() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(out.join("checkpoint/model.safetensors").exists());
     assert_eq!(std::fs::read_to_string(out.join("metrics.jsonl")).unwrap().lines().count(), 6);
+    let png = std::fs::read(out.join("loss.png")).unwrap();
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 5000, "loss.png is not a drawn PNG");
     // Training again into the same run without --resume refuses and leaves the run alone.
     let before = std::fs::read(out.join("checkpoint/model.safetensors")).unwrap();
     let o = kiln(&["train", "--data", &data, "--out", &out_s, "--steps", "6"]);
@@ -66,4 +68,41 @@ fn bad_input_gives_one_clear_error() {
         assert!(err.contains(needle), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
     }
+}
+
+/// Ctrl-C (SIGINT) during training saves a checkpoint of the completed step and exits with 130;
+/// `--resume` continues from it.
+#[cfg(unix)]
+#[test]
+fn interrupt_saves_and_resume_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = text(&dir.path().join("fox.txt"));
+    let out = dir.path().join("run");
+    let out_s = out.display().to_string();
+    let child = Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .args(["train", "--data", &data, "--out", &out_s, "--steps", "100000", "--sample-tokens", "0"])
+        .env("KILN_NUM_THREADS", "2")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until a few steps are logged, then interrupt.
+    let metrics = out.join("metrics.jsonl");
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(&metrics).map_or(0, |m| m.lines().count()) < 3 {
+        assert!(start.elapsed().as_secs() < 120, "training did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(stderr(&o).contains("interrupted: checkpoint of step"), "{}", stderr(&o));
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("checkpoint/state.json")).unwrap()).unwrap();
+    let step = state["step"].as_u64().unwrap();
+    assert!(step >= 3, "checkpoint at step {step}");
+    assert_eq!(std::fs::read_to_string(&metrics).unwrap().lines().count() as u64, step);
+    let o = kiln(&["train", "--out", &out_s, "--resume", "--steps", &(step + 2).to_string(), "--sample-tokens", "0"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("resumed at step {step}")), "{}", stderr(&o));
 }

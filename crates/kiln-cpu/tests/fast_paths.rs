@@ -113,6 +113,28 @@ fn parallel_reductions_match_sequential() {
     assert!((total - v.iter().sum::<f64>()).abs() < 1e-3);
 }
 
+/// Sums over leading dims of a contiguous tensor (the column-sum fast path of every broadcast
+/// backward) equal the general strided path on the same values, bit for bit (both accumulate in
+/// f64 in row order), at sizes on both sides of the parallel threshold.
+#[test]
+fn leading_dim_sums_match_the_strided_path() {
+    for (shape, seed) in [([3usize, 5, 7], 40u64), ([4, 129, 200], 41)] {
+        let x = rand(&shape, seed);
+        let fast = x.sum(&[0, 1], false).unwrap().to_vec_f64().unwrap();
+        // The same values behind a non-contiguous view: (C, A, B) permuted back to (A, B, C).
+        let xt = x.permute(&[2, 0, 1]).unwrap().contiguous().unwrap().permute(&[1, 2, 0]).unwrap();
+        assert!(!xt.is_contiguous());
+        let slow = xt.sum(&[0, 1], false).unwrap().to_vec_f64().unwrap();
+        assert_eq!(fast, slow, "shape {shape:?}");
+        let v = x.to_vec_f64().unwrap();
+        let c = shape[2];
+        for (j, &f) in fast.iter().enumerate() {
+            let s: f64 = v.iter().skip(j).step_by(c).sum();
+            assert!((f - s).abs() < 1e-4, "column {j}");
+        }
+    }
+}
+
 #[test]
 fn random_fills_are_seeded_and_thread_independent() {
     let dev = kiln_cpu::cpu();

@@ -1,16 +1,21 @@
 //! Peak fp32 FMA throughput of this machine: every thread runs independent chains of fused
-//! multiply-adds on full vector registers (16 chains hide the 4-cycle FMA latency on 2 ports).
+//! multiply-adds on full vector registers: enough chains to hide the FMA latency on 2 ports (4–5
+//! cycles: 8–10 chains), few enough that the accumulators and the two constants stay in registers
+//! (32 zmm with AVX-512, only 16 ymm with AVX2 — 16 chains there would spill to memory).
 //! This is the ceiling no GEMM can beat, measured rather than looked up.
 
 use std::time::Instant;
 
-const CHAINS: usize = 16;
+/// Independent FMA chains of the AVX-512 kernel (16 + 2 constants of 32 registers).
+const CHAINS_512: usize = 16;
+/// Independent FMA chains of the AVX2 kernel (12 + 2 constants of 16 registers).
+const CHAINS_256: usize = 12;
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn fma512(iters: u64) -> f32 {
     use std::arch::x86_64::*;
-    let mut acc = [_mm512_set1_ps(0.0); CHAINS];
+    let mut acc = [_mm512_set1_ps(0.0); CHAINS_512];
     let a = _mm512_set1_ps(0.999_999);
     let b = _mm512_set1_ps(1e-7);
     for _ in 0..iters {
@@ -25,7 +30,7 @@ unsafe fn fma512(iters: u64) -> f32 {
 #[target_feature(enable = "avx2,fma")]
 unsafe fn fma256(iters: u64) -> f32 {
     use std::arch::x86_64::*;
-    let mut acc = [_mm256_set1_ps(0.0); CHAINS];
+    let mut acc = [_mm256_set1_ps(0.0); CHAINS_256];
     let a = _mm256_set1_ps(0.999_999);
     let b = _mm256_set1_ps(1e-7);
     for _ in 0..iters {
@@ -42,7 +47,7 @@ unsafe fn fma256(iters: u64) -> f32 {
     s
 }
 
-/// A peak kernel: vector width in lanes, the FMA loop, the instruction set's name.
+/// A peak kernel: FMAs per iteration (lanes × chains), the FMA loop, the instruction set's name.
 type PeakKernel = (u64, unsafe fn(u64) -> f32, &'static str);
 
 /// The kernel for the best instruction set present.
@@ -50,10 +55,10 @@ fn kernel() -> Option<PeakKernel> {
     #[cfg(target_arch = "x86_64")]
     {
         if is_x86_feature_detected!("avx512f") {
-            return Some((16, fma512, "AVX-512"));
+            return Some(((16 * CHAINS_512) as u64, fma512, "AVX-512"));
         }
         if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            return Some((8, fma256, "AVX2+FMA"));
+            return Some(((8 * CHAINS_256) as u64, fma256, "AVX2+FMA"));
         }
     }
     None
@@ -64,8 +69,8 @@ fn kernel() -> Option<PeakKernel> {
 /// Best of 5 runs of ~0.2 s each: the peak is a maximum, so a run slowed down by another process
 /// on the machine is discarded rather than averaged in.
 pub fn peak_gflops(threads: usize) -> Option<(f64, &'static str)> {
-    let (lanes, f, isa) = kernel()?;
-    let flops_per_iter = 2.0 * (lanes * CHAINS as u64) as f64;
+    let (fmas, f, isa) = kernel()?;
+    let flops_per_iter = 2.0 * fmas as f64;
     // SAFETY: `kernel` returned `f` only after detecting the CPU features it was compiled for.
     let run = move |iters: u64| std::hint::black_box(unsafe { f(iters) });
     // Calibrate on one thread (also warms the clocks up): ~0.2 s per run.

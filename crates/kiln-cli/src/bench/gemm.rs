@@ -27,15 +27,17 @@ impl Case {
     }
 }
 
-fn cases(rows: &[usize]) -> Vec<Case> {
+fn cases(rows: &[usize], w: usize) -> Vec<Case> {
     let c = |name: String, batch, m, k, n, ta, tb, large| Case { name, batch, m, k, n, ta, tb, large };
+    let h = 4 * w;
     let mut v = Vec::new();
     for &r in rows {
-        v.push(c(format!("attn proj   ({r}×768)·(768×768)"), 1, r, 768, 768, false, false, true));
-        v.push(c(format!("mlp up      ({r}×768)·(768×3072)"), 1, r, 768, 3072, false, false, true));
-        v.push(c(format!("mlp down    ({r}×3072)·(3072×768)"), 1, r, 3072, 768, false, false, true));
-        v.push(c(format!("linear fwd  ({r}×768)·(3072×768)ᵀ"), 1, r, 768, 3072, false, true, true));
-        v.push(c(format!("weight grad (768×{r})ᵀ·({r}×3072)"), 1, 768, r, 3072, true, false, true));
+        v.push(c(format!("attn proj   ({r}×{w})·({w}×{w})"), 1, r, w, w, false, false, true));
+        v.push(c(format!("mlp up      ({r}×{w})·({w}×{h})"), 1, r, w, h, false, false, true));
+        v.push(c(format!("mlp down    ({r}×{h})·({h}×{w})"), 1, r, h, w, false, false, true));
+        v.push(c(format!("linear fwd  ({r}×{w})·({h}×{w})ᵀ"), 1, r, w, h, false, true, true));
+        v.push(c(format!("weight grad ({w}×{r})ᵀ·({r}×{h})"), 1, w, r, h, true, false, true));
+        v.push(c(format!("weight grad ({h}×{r})ᵀ·({r}×{w})"), 1, h, r, w, true, false, true));
     }
     v.push(c("square      2048³".into(), 1, 2048, 2048, 2048, false, false, true));
     v.push(c("attn q·kᵀ   96×(256×64)·(256×64)ᵀ".into(), 96, 256, 64, 256, false, true, false));
@@ -133,6 +135,17 @@ for spec in sys.argv[3:]:
     print(2.0 * b * m * k * n / ts[len(ts) // 2] / 1e9, flush=True)
 "#;
 
+/// The OpenBLAS kernel to force: SkylakeX (AVX-512) where the CPU has AVX-512, since numpy's
+/// wheels may otherwise pick an older one; elsewhere OpenBLAS's own choice (forcing SkylakeX on
+/// an AVX2-only CPU would crash it).
+fn openblas_coretype() -> Option<&'static str> {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx512f") {
+        return Some("SkylakeX");
+    }
+    None
+}
+
 /// Whether `python3 -c 'import numpy'` works.
 fn numpy_available() -> bool {
     Command::new("python3").args(["-c", "import numpy"]).output().is_ok_and(|o| o.status.success())
@@ -147,13 +160,18 @@ fn numpy_gflops(case: &Case, threads: usize, budget: Budget) -> Option<f64> {
     };
     let spec = format!("{},{},{},{},{},{}", case.batch, case.m, case.k, case.n, case.ta as u8, case.tb as u8);
     let t = threads.to_string();
-    let out = Command::new("python3")
+    let mut cmd = Command::new("python3");
+    if openblas_coretype().is_none() {
+        // Let OpenBLAS pick its kernel for this CPU (a preset coretype may name another one).
+        cmd.env_remove("OPENBLAS_CORETYPE").env_remove("OPENBLAS_L2_SIZE");
+    }
+    let out = cmd
         .arg("-c")
         .arg(NUMPY_SCRIPT)
         .arg(secs.to_string())
         .arg(iters.to_string())
         .arg(spec)
-        .env("OPENBLAS_CORETYPE", "SkylakeX")
+        .envs(openblas_coretype().map(|c| ("OPENBLAS_CORETYPE", c)))
         .env("OPENBLAS_NUM_THREADS", &t)
         .env("OMP_NUM_THREADS", &t)
         .env("MKL_NUM_THREADS", &t)
@@ -174,13 +192,13 @@ fn mean_pct(xs: &[Option<f64>]) -> Option<f64> {
 
 /// Runs the benchmark on `threads` threads (rayon's global pool must already have that size) and
 /// prints the table.
-pub fn run(rows: &[usize], threads: usize, budget: Budget) -> Result<()> {
+pub fn run(rows: &[usize], width: usize, threads: usize, budget: Budget) -> Result<()> {
     let pool_threads = rayon::current_num_threads();
     anyhow::ensure!(
         pool_threads == threads,
         "rayon's global pool has {pool_threads} threads, not the requested {threads}"
     );
-    let cases = cases(rows);
+    let cases = cases(rows, width);
     let how = match budget {
         Budget::Seconds(s) => format!("median of ≥3 timed calls over {s} s per shape after a warm-up call"),
         Budget::Iters(n) => format!("median of {n} timed calls per shape after a warm-up call"),
@@ -201,7 +219,12 @@ pub fn run(rows: &[usize], threads: usize, budget: Budget) -> Result<()> {
     println!(
         "baseline: {}",
         if numpy {
-            "numpy (OpenBLAS, OPENBLAS_CORETYPE=SkylakeX), same shapes and views, same thread count"
+            match openblas_coretype() {
+                Some(_) => "numpy (OpenBLAS, OPENBLAS_CORETYPE=SkylakeX), same shapes and views, same thread count",
+                None => {
+                    "numpy (OpenBLAS, its own kernel choice for this CPU), same shapes and views, same thread count"
+                }
+            }
         } else {
             "numpy not importable (pip install numpy to add it): FMA peak and the raw gemm crate only"
         }
@@ -244,4 +267,12 @@ pub fn run(rows: &[usize], threads: usize, budget: Budget) -> Result<()> {
         println!("large shapes: kiln at {p:.0}% of the gemm crate called directly (mean; <100% = kiln overhead)");
     }
     Ok(())
+}
+
+/// The measured GEMM ceiling for MFU: the best of the `gemm` crate called directly on the MLP's
+/// up-projection shape with 2048 rows and on a 2048³ square, on `threads` threads.
+pub fn ceiling_gflops(threads: usize, budget: Budget) -> Result<f64> {
+    let all = cases(&[2048], 768);
+    let picked = all.iter().filter(|c| c.name.starts_with("mlp up") || c.name.starts_with("square"));
+    picked.map(|c| raw_gflops(c, threads, budget)).try_fold(0.0f64, |best, g| Ok(best.max(g?)))
 }

@@ -2,6 +2,7 @@
 
 pub mod fma;
 pub mod gemm;
+pub mod train;
 
 /// How long to time each case.
 #[derive(Clone, Copy, Debug)]

@@ -53,7 +53,12 @@ fn reduce_t<T: Elem>(op: ReduceOp, s: &dyn Storage, l: &Layout, dims: &[usize]) 
     };
 
     let mut out: Vec<f64> = crate::pool::take(outer);
-    if let Some((a, b)) = lp.contiguous_range() {
+    let leading = dims.len() < rank && dims.iter().enumerate().all(|(i, &d)| d == i);
+    if let (ReduceOp::Sum, true, Some((a, b))) = (op, leading, l.contiguous_range()) {
+        // Sum over leading dims of a contiguous tensor (every broadcast backward: bias gradients,
+        // position tables): column sums of an (inner × outer) row-major matrix.
+        column_sums(&x[a..b], outer, &mut out);
+    } else if let Some((a, b)) = lp.contiguous_range() {
         // Reduced dims are the trailing contiguous run: parallel over rows.
         let data = &x[a..b];
         if inner > 0 {
@@ -86,6 +91,30 @@ fn reduce_t<T: Elem>(op: ReduceOp, s: &dyn Storage, l: &Layout, dims: &[usize]) 
     };
     crate::pool::give(out);
     Ok(result)
+}
+
+/// Columns per task of [`column_sums`].
+const COLS_PER_TASK: usize = 64;
+
+/// `out[j] = Σ_i x[i·cols + j]` for a row-major (rows × cols) `x`, accumulated in `f64` in row
+/// order (deterministic). Tasks own disjoint column blocks and stream every row's slice of them,
+/// so the loop is contiguous (vectorised) and needs no partial sums.
+fn column_sums<T: Elem>(x: &[T], cols: usize, out: &mut [f64]) {
+    out.iter_mut().for_each(|o| *o = 0.0);
+    if cols == 0 {
+        return;
+    }
+    let block = |(bi, acc): (usize, &mut [f64])| {
+        let (j0, n) = (bi * COLS_PER_TASK, acc.len());
+        for row in x.chunks_exact(cols) {
+            acc.iter_mut().zip(&row[j0..j0 + n]).for_each(|(a, &v)| *a += v.f64());
+        }
+    };
+    if x.len() >= PAR_MIN {
+        out.par_chunks_mut(COLS_PER_TASK).enumerate().for_each(block);
+    } else {
+        out.chunks_mut(COLS_PER_TASK).enumerate().for_each(block);
+    }
 }
 
 impl ReduceOps for CpuBackend {
