@@ -146,14 +146,20 @@ fn prepare(args: &TrainArgs) -> Result<(GptConfig, TrainConfig, Tokenizer)> {
     Ok((mcfg, tcfg, tok))
 }
 
-/// The FLOP/s that MFU is measured against: `KILN_PEAK_GFLOPS`, else 475 (the fp32 GEMM ceiling
-/// of the 2-core AVX-512 machines kiln is developed on; `kiln bench gemm` measures yours).
-fn peak_gflops() -> f64 {
-    std::env::var("KILN_PEAK_GFLOPS")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .filter(|&p: &f64| p > 0.0)
-        .unwrap_or(475.0)
+/// The FLOP/s that MFU is measured against: `KILN_PEAK_GFLOPS` when set, else this machine's
+/// fp32 GEMM ceiling measured now (the `gemm` crate on a large MLP shape, ~1 s; see
+/// `kiln bench gemm`).
+fn peak_gflops() -> Result<f64> {
+    if let Some(p) = std::env::var("KILN_PEAK_GFLOPS").ok().and_then(|v| v.trim().parse::<f64>().ok()) {
+        anyhow::ensure!(p > 0.0, "KILN_PEAK_GFLOPS must be positive");
+        return Ok(p);
+    }
+    let p = crate::bench::gemm::ceiling_gflops(kiln_cpu::num_threads(), crate::bench::Budget::Seconds(0.25))?;
+    eprintln!(
+        "GEMM ceiling of this machine (fp32, {} threads): {p:.0} GFLOP/s — MFU is measured against it",
+        kiln_cpu::num_threads()
+    );
+    Ok(p)
 }
 
 /// A progress bar on stderr (hidden when stderr is not a terminal; the loop then logs lines).
@@ -225,7 +231,7 @@ pub fn run(args: TrainArgs, device: &Device) -> Result<()> {
         .open(&metrics_path)
         .with_context(|| format!("opening {}", metrics_path.display()))?;
     let fpt = crate::bench::train::flops_per_token(&trainer.model);
-    let peak = peak_gflops();
+    let peak = peak_gflops()?;
     interrupt::install();
     let bar = progress_bar(tcfg.steps, trainer.state.step);
     let say = |line: String| if bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) };
