@@ -29,14 +29,25 @@ enum Plan {
     BatchParallel,
     /// The batch in order, each GEMM split over this many threads.
     EachThreaded(usize),
+    /// One GEMM whose reduction dim is split into this many contiguous parts, one single-threaded
+    /// GEMM per part, the partial products then summed in part order.
+    SplitK(usize),
 }
+
+/// A single product whose reduction dim is at least this many times its larger output dim is
+/// split along k: weight gradients `dW = gᵀ·x` reduce over all B·T rows into a small matrix, a
+/// shape on which threading the output tiles leaves the cores waiting on packing.
+const SPLIT_K_RATIO: usize = 2;
 
 /// Picks the threading of `batch` products of `work` multiply-adds each on `threads` threads.
 /// Large matrices batch-parallelise only when the batch splits evenly (or is large enough that
 /// the imbalance is small): 3×1024²·64 runs at 259 GFLOP/s batch-parallel vs 389 threading each.
-fn plan(batch: usize, work: usize, threads: usize) -> Plan {
+fn plan(batch: usize, (m, k, n): (usize, usize, usize), threads: usize) -> Plan {
+    let work = m * k * n;
     if threads <= 1 || batch.saturating_mul(work) < GEMM_PAR_MIN {
         Plan::Serial
+    } else if batch == 1 && k >= SPLIT_K_RATIO * m.max(n) {
+        Plan::SplitK(threads)
     } else if batch > 1 && (work < BATCH_EACH_MIN || batch.is_multiple_of(threads) || batch >= 4 * threads) {
         Plan::BatchParallel
     } else if work >= GEMM_PAR_MIN {
@@ -121,11 +132,32 @@ fn matmul_t<T: Elem>(a: &dyn Storage, la: &Layout, b: &dyn Storage, lb: &Layout)
     }
     // Fully overwritten: gemm runs with read_dst = false.
     let mut out = crate::pool::take(oa.len() * m * n);
-    let run = |c: &mut [T], a0: usize, b0: usize, par: Parallelism| {
-        // SAFETY: the reach check above keeps every strided read inside `x`/`y`; `c` has m·n slots.
-        unsafe { gemm_one(m, n, k, c.as_mut_ptr(), x.as_ptr().add(a0), ars, acs, y.as_ptr().add(b0), brs, bcs, par) }
+    // The product of A's columns and B's rows [k0, k0 + kl) of one batch matrix.
+    let run_k = |c: &mut [T], a0: usize, b0: usize, (k0, kl): (usize, usize), par: Parallelism| {
+        let (a0, b0) = (a0 as isize + k0 as isize * acs, b0 as isize + k0 as isize * brs);
+        // SAFETY: the reach check above keeps every strided read inside `x`/`y` (k0 + kl ≤ k, and
+        // strides are non-negative); `c` has m·n slots.
+        unsafe {
+            let (pa, pb) = (x.as_ptr().offset(a0), y.as_ptr().offset(b0));
+            gemm_one(m, n, kl, c.as_mut_ptr(), pa, ars, acs, pb, brs, bcs, par)
+        }
     };
-    match plan(oa.len(), m * n * k, rayon::current_num_threads()) {
+    let run = |c: &mut [T], a0: usize, b0: usize, par: Parallelism| run_k(c, a0, b0, (0, k), par);
+    match plan(oa.len(), (m, k, n), rayon::current_num_threads()) {
+        Plan::SplitK(t) => {
+            let part = k.div_ceil(t);
+            let mut partials: Vec<Vec<T>> = (1..t).map(|_| crate::pool::take(m * n)).collect();
+            let mut targets: Vec<&mut [T]> = vec![&mut out[..]];
+            targets.extend(partials.iter_mut().map(|p| &mut p[..]));
+            targets.into_par_iter().enumerate().for_each(|(i, c)| {
+                let k0 = (i * part).min(k);
+                run_k(c, oa[0], ob[0], (k0, part.min(k - k0)), Parallelism::None)
+            });
+            for p in partials {
+                out.iter_mut().zip(&p).for_each(|(o, &v)| *o += v);
+                crate::pool::give(p);
+            }
+        }
         Plan::BatchParallel => out
             .par_chunks_mut(m * n)
             .zip(oa.par_iter().zip(ob.par_iter()))
@@ -155,10 +187,11 @@ mod tests {
     fn plans_match_naive() -> kiln_core::Result<()> {
         use kiln_core::{DType, Tensor};
         let dev = crate::cpu();
-        // (batch, m, k, n): serial, batch-parallel (uneven batch), split inside one GEMM.
-        for (bt, m, k, n) in [(2, 5, 7, 3), (3, 128, 128, 64), (1, 256, 64, 256)] {
+        // (batch, m, k, n): serial, batch-parallel (uneven batch), split inside one GEMM, split
+        // along k (odd k: uneven parts).
+        for (bt, m, k, n) in [(2, 5, 7, 3), (3, 128, 128, 64), (1, 256, 64, 256), (1, 96, 1001, 40)] {
             let threads = rayon::current_num_threads();
-            let p = plan(bt, m * n * k, threads);
+            let p = plan(bt, (m, k, n), threads);
             let a = Tensor::randn(&[bt, k, m], 0.0, 1.0, DType::F32, 1, &dev)?.transpose(1, 2)?;
             let b = Tensor::randn(&[bt, k, n], 0.0, 1.0, DType::F32, 2, &dev)?;
             let c = a.matmul(&b)?.to_vec::<f32>()?;
@@ -180,16 +213,18 @@ mod tests {
     #[test]
     fn threading_plan() {
         // Tiny products stay on the calling thread.
-        assert_eq!(plan(1, 64 * 64 * 64, 2), Plan::Serial);
-        assert_eq!(plan(8, 64 * 64 * 64, 2), Plan::Serial);
-        assert_eq!(plan(1, 1 << 30, 1), Plan::Serial);
+        assert_eq!(plan(1, (64, 64, 64), 2), Plan::Serial);
+        assert_eq!(plan(8, (64, 64, 64), 2), Plan::Serial);
+        assert_eq!(plan(1, (1024, 1024, 1024), 1), Plan::Serial);
         // One large GEMM: split inside.
-        assert_eq!(plan(1, 2048 * 768 * 768, 2), Plan::EachThreaded(2));
+        assert_eq!(plan(1, (2048, 768, 768), 2), Plan::EachThreaded(2));
+        // A weight gradient (reduction over B·T rows into a small matrix): split along k.
+        assert_eq!(plan(1, (512, 2048, 128), 2), Plan::SplitK(2));
         // Attention's per-head products: one GEMM per task.
-        assert_eq!(plan(96, 256 * 256 * 64, 2), Plan::BatchParallel);
-        assert_eq!(plan(3, 256 * 256 * 64, 2), Plan::BatchParallel);
+        assert_eq!(plan(96, (256, 64, 256), 2), Plan::BatchParallel);
+        assert_eq!(plan(3, (256, 64, 256), 2), Plan::BatchParallel);
         // Large matrices, uneven batch: split each; even batch: one per task.
-        assert_eq!(plan(3, 1024 * 1024 * 64, 2), Plan::EachThreaded(2));
-        assert_eq!(plan(4, 1024 * 1024 * 64, 2), Plan::BatchParallel);
+        assert_eq!(plan(3, (1024, 64, 1024), 2), Plan::EachThreaded(2));
+        assert_eq!(plan(4, (1024, 64, 1024), 2), Plan::BatchParallel);
     }
 }
