@@ -115,8 +115,24 @@ enum BenchCmd {
     },
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+/// Runs the command; a failure prints one line, `error: <what went wrong>: <cause>…` (no
+/// backtrace, even with `RUST_BACKTRACE` set), and exits with status 1.
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        // The cause chain, skipping causes a message already quotes (library errors often
+        // include their source's text).
+        let mut line = String::new();
+        for cause in e.chain().map(|c| c.to_string()) {
+            if !line.contains(&cause) {
+                line = if line.is_empty() { cause } else { format!("{line}: {cause}") };
+            }
+        }
+        eprintln!("error: {line}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Train { preset, data, out, steps, resume, sample_tokens } => {
             train::run(train::TrainArgs { preset, data, out, steps, resume, sample_tokens }, &kiln_cpu::cpu())?;

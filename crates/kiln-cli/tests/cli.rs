@@ -67,6 +67,7 @@ fn bad_input_gives_one_clear_error() {
         assert!(!o.status.success(), "{args:?} succeeded");
         assert!(err.contains(needle), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+        assert_eq!(err.trim_end().lines().last().map(|l| l.starts_with("error: ")), Some(true), "{args:?}: {err}");
     }
 }
 
