@@ -39,6 +39,16 @@ fn loop_cfg(steps: u64, batch_size: usize, max_lr: f64) -> TrainConfig {
     }
 }
 
+impl Preset {
+    /// The preset's tokenizer trained on `text` (BPE on its first 2 M characters).
+    pub fn tokenizer_for(&self, text: &str) -> Result<Tokenizer> {
+        Ok(match self.tokenizer {
+            "char" => Tokenizer::Char(CharTokenizer::train(text)),
+            _ => Tokenizer::train_bpe(&text.chars().take(2_000_000).collect::<String>(), self.bpe_vocab)?,
+        })
+    }
+}
+
 /// The presets `--preset` accepts.
 pub fn preset(name: &str) -> Result<Preset> {
     Ok(match name {
@@ -120,13 +130,7 @@ fn prepare(args: &TrainArgs) -> Result<(GptConfig, TrainConfig, Tokenizer)> {
         None => (corpus::shipped()?, corpus::SOTU_NAME.to_string()),
     };
     eprintln!("corpus: {name}, {} characters", text.chars().count());
-    let tok = match p.tokenizer {
-        "char" => Tokenizer::Char(CharTokenizer::train(&text)),
-        _ => {
-            let sample: String = text.chars().take(2_000_000).collect();
-            Tokenizer::train_bpe(&sample, p.bpe_vocab)?
-        }
-    };
+    let tok = p.tokenizer_for(&text)?;
     let ids = tok.encode(&text)?;
     let mut mcfg = p.model;
     mcfg.vocab_size = tok.vocab_size();
@@ -150,9 +154,9 @@ fn prepare(args: &TrainArgs) -> Result<(GptConfig, TrainConfig, Tokenizer)> {
 /// fp32 GEMM ceiling measured now (the `gemm` crate on a large MLP shape, ~1 s; see
 /// `kiln bench gemm`).
 fn peak_gflops() -> Result<f64> {
-    if let Some(p) = std::env::var("KILN_PEAK_GFLOPS").ok().and_then(|v| v.trim().parse::<f64>().ok()) {
-        anyhow::ensure!(p > 0.0, "KILN_PEAK_GFLOPS must be positive");
-        return Ok(p);
+    if let Ok(v) = std::env::var("KILN_PEAK_GFLOPS") {
+        let p = v.trim().parse::<f64>().ok().filter(|p| *p > 0.0);
+        return p.with_context(|| format!("KILN_PEAK_GFLOPS={v:?} is not a positive number of GFLOP/s"));
     }
     let p = crate::bench::gemm::ceiling_gflops(kiln_cpu::num_threads(), crate::bench::Budget::Seconds(0.25))?;
     eprintln!(
@@ -202,6 +206,7 @@ mod interrupt {
 
 /// Runs `kiln train`.
 pub fn run(args: TrainArgs, device: &Device) -> Result<()> {
+    let peak = peak_gflops()?; // first: a bad KILN_PEAK_GFLOPS must not leave a half-made run
     let (mcfg, tcfg, tok) = prepare(&args)?;
     let out = &args.out;
     let tokens = TokenFile::open(&out.join("tokens.bin"))?;
@@ -231,7 +236,6 @@ pub fn run(args: TrainArgs, device: &Device) -> Result<()> {
         .open(&metrics_path)
         .with_context(|| format!("opening {}", metrics_path.display()))?;
     let fpt = crate::bench::train::flops_per_token(&trainer.model);
-    let peak = peak_gflops()?;
     interrupt::install();
     let bar = progress_bar(tcfg.steps, trainer.state.step);
     let say = |line: String| if bar.is_hidden() { eprintln!("{line}") } else { bar.println(line) };

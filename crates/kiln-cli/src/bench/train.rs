@@ -13,7 +13,7 @@ use super::{gemm, median, Budget};
 use crate::train::preset;
 use anyhow::{Context, Result};
 use kiln_core::{Device, Module};
-use kiln_data::{corpus, Batcher, CharTokenizer, TokenFile, Tokenizer};
+use kiln_data::{corpus, Batcher, TokenFile};
 use kiln_models::gpt::{Gpt, GptConfig};
 use kiln_train::run::{TrainConfig, Trainer};
 use std::path::{Path, PathBuf};
@@ -70,10 +70,7 @@ impl Drop for TempDir {
 fn setup(args: &TrainBench, dir: &Path) -> Result<(GptConfig, TrainConfig, TokenFile)> {
     let p = preset(&args.preset)?;
     let text = corpus::shipped()?;
-    let tok = match p.tokenizer {
-        "char" => Tokenizer::Char(CharTokenizer::train(&text)),
-        _ => Tokenizer::train_bpe(&text.chars().take(2_000_000).collect::<String>(), p.bpe_vocab)?,
-    };
+    let tok = p.tokenizer_for(&text)?;
     let path = dir.join("tokens.bin");
     TokenFile::write(&path, &tok.encode(&text)?)?;
     let mut mcfg = p.model;
