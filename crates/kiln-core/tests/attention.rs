@@ -185,3 +185,46 @@ fn backward_is_deterministic() {
         assert_eq!(run(), first);
     }
 }
+
+/// The packed path (one node from the fused projection) against splitting the projection into
+/// head-major q, k, v views and calling the fused kernel: same output, same gradient.
+#[test]
+fn packed_attention_matches_split_views() {
+    let (b, t, h, hkv, d) = (2, 70, 4, 2, 8);
+    let w = (h + 2 * hkv) * d;
+    let qkv = rand(&[b, t, w], 80);
+    let dout = rand(&[b, t, h * d], 81);
+    for opts in [AttentionOpts::causal(), AttentionOpts { dropout_p: 0.25, seed: 3, ..AttentionOpts::new() }] {
+        let run = |packed: bool| {
+            let x = qkv.copy().unwrap().requires_grad_();
+            let y = if packed {
+                Tensor::packed_attention(&x, h, hkv, None, &opts).unwrap()
+            } else {
+                let p = x.split(&[h * d, hkv * d, hkv * d], -1).unwrap();
+                let heads = |p: &Tensor, n: usize| p.reshape(&[b, t, n, d]).unwrap().transpose(1, 2).unwrap();
+                let o = Tensor::scaled_dot_product_attention(
+                    &heads(&p[0], h),
+                    &heads(&p[1], hkv),
+                    &heads(&p[2], hkv),
+                    None,
+                    &opts,
+                )
+                .unwrap();
+                o.transpose(1, 2).unwrap().reshape(&[b, t, h * d]).unwrap()
+            };
+            y.backward_with(dout.clone()).unwrap();
+            (y, x.grad().unwrap())
+        };
+        let (a, r) = (run(true), run(false));
+        assert_eq!(a.0.dims(), [b, t, h * d]);
+        assert!(max_diff(&a.0, &r.0) == 0.0, "{opts:?}: outputs differ by {}", max_diff(&a.0, &r.0));
+        assert!(max_diff(&a.1, &r.1) == 0.0, "{opts:?}: dqkv differs by {}", max_diff(&a.1, &r.1));
+    }
+    // Shape errors: the packed width must be (H + 2·Hkv)·D, Hkv must divide H.
+    let e = Tensor::packed_attention(&rand(&[2, 5, 30], 82), 4, 2, None, &AttentionOpts::causal());
+    assert!(matches!(e, Err(Error::BadShape { op: "packed_attention", .. })));
+    let e = Tensor::packed_attention(&rand(&[2, 5, 40], 83), 3, 2, None, &AttentionOpts::causal());
+    assert!(matches!(e, Err(Error::BadShape { .. })));
+    let e = Tensor::packed_attention(&rand(&[5, 40], 84), 3, 1, None, &AttentionOpts::causal());
+    assert!(matches!(e, Err(Error::BadShape { .. })));
+}

@@ -9,4 +9,17 @@ pub trait MatmulOps {
     /// already-broadcast batch dims. Any strides are allowed (a transposed operand is a view), so
     /// `Aᵀ·B` costs no copy. Output: contiguous (batch…, M, N).
     fn matmul(&self, a: &dyn Storage, la: &Layout, b: &dyn Storage, lb: &Layout) -> Result<BoxStorage>;
+
+    /// `C[b] = A[b] · B[b] + bias`, `bias` (N,) added to every row: the affine layer's forward in
+    /// one pass (the GEMM accumulates onto rows pre-filled with the bias, so the sum costs no
+    /// extra sweep over C). Same layouts as [`MatmulOps::matmul`].
+    fn matmul_bias(
+        &self,
+        a: &dyn Storage,
+        la: &Layout,
+        b: &dyn Storage,
+        lb: &Layout,
+        bias: &dyn Storage,
+        lbias: &Layout,
+    ) -> Result<BoxStorage>;
 }

@@ -13,7 +13,7 @@
 
 use crate::backend::{AttentionArgs, CmpOp};
 use crate::tensor::{check_compute, check_same_device, check_same_dtype};
-use crate::{Error, Result, Tensor};
+use crate::{Error, Layout, Result, Tensor};
 
 /// Options of [`Tensor::scaled_dot_product_attention`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -74,6 +74,57 @@ fn validate(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, opts: &At
     Ok(full)
 }
 
+/// The backend's forward kernel on contiguous `q`, `k`, `v` (and a broadcast, detached `mask`
+/// of shape `full` = (B, H, T, S)): `(out (B,H,T,D), lse (B,H,T))`, both untracked.
+fn kernel_fwd(
+    args: &AttentionArgs,
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    full: &[usize],
+) -> Result<(Tensor, Tensor)> {
+    let ms = mask.map(|m| m.storage());
+    let marg = ms.as_ref().zip(mask).map(|(s, m)| (&***s, m.layout()));
+    let (out, lse) = q.device().backend().attention(
+        args,
+        (&**q.storage(), q.layout()),
+        (&**k.storage(), k.layout()),
+        (&**v.storage(), v.layout()),
+        marg,
+    )?;
+    Ok((Tensor::from_storage(out, q.dims(), q.device())?, Tensor::from_storage(lse, &full[..3], q.device())?))
+}
+
+/// The backend's backward kernel: `(dq, dk, dv)` from the forward's inputs, `(out, lse)` and the
+/// contiguous output gradient `dout` (B,H,T,D).
+fn kernel_bwd(
+    args: &AttentionArgs,
+    (q, k, v): (&Tensor, &Tensor, &Tensor),
+    mask: Option<&Tensor>,
+    (out, lse): (&Tensor, &Tensor),
+    dout: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let ms = mask.map(|m| m.storage());
+    let marg = ms.as_ref().zip(mask).map(|(s, m)| (&***s, m.layout()));
+    let (dq, dk, dv) = q.device().backend().attention_bwd(
+        args,
+        (&**q.storage(), q.layout()),
+        (&**k.storage(), k.layout()),
+        (&**v.storage(), v.layout()),
+        marg,
+        (&**out.storage(), out.layout()),
+        (&**lse.storage(), lse.layout()),
+        (&**dout.storage(), dout.layout()),
+    )?;
+    let dev = q.device();
+    Ok((
+        Tensor::from_storage(dq, q.dims(), dev)?,
+        Tensor::from_storage(dk, k.dims(), dev)?,
+        Tensor::from_storage(dv, v.dims(), dev)?,
+    ))
+}
+
 impl Tensor {
     /// Fused attention of queries `q` over keys `k` and values `v` (see the module docs).
     pub fn scaled_dot_product_attention(
@@ -92,38 +143,69 @@ impl Tensor {
         };
         let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
         let mask = mask.map(|m| m.broadcast_as(&full)).transpose()?.map(|m| m.detach());
-        let ms = mask.as_ref().map(|m| m.storage());
-        let marg = ms.as_ref().zip(mask.as_ref()).map(|(s, m)| (&***s, m.layout()));
-        let (out, lse) = q.device().backend().attention(
-            &args,
-            (&**q.storage(), q.layout()),
-            (&**k.storage(), k.layout()),
-            (&**v.storage(), v.layout()),
-            marg,
-        )?;
-        drop(ms);
-        let lse = Tensor::from_storage(lse, &full[..3], q.device())?;
-        let out = Tensor::from_storage(out, q.dims(), q.device())?;
+        let (out, lse) = kernel_fwd(&args, &q, &k, &v, mask.as_ref(), &full)?;
         let (qs, ks, vs, os) = (q.clone(), k.clone(), v.clone(), out.clone());
         out.record("attention", &[&q, &k, &v], move |g| {
-            let g = g.contiguous()?;
-            let ms = mask.as_ref().map(|m| m.storage());
-            let marg = ms.as_ref().zip(mask.as_ref()).map(|(s, m)| (&***s, m.layout()));
-            let (dq, dk, dv) = qs.device().backend().attention_bwd(
-                &args,
-                (&**qs.storage(), qs.layout()),
-                (&**ks.storage(), ks.layout()),
-                (&**vs.storage(), vs.layout()),
-                marg,
-                (&**os.storage(), os.layout()),
-                (&**lse.storage(), lse.layout()),
-                (&**g.storage(), g.layout()),
-            )?;
-            let dev = qs.device();
-            let wrap = |st, x: &Tensor| -> Result<Option<Tensor>> {
-                Ok(if x.requires_grad() { Some(Tensor::from_storage(st, x.dims(), dev)?) } else { None })
-            };
-            Ok(vec![wrap(dq, &qs)?, wrap(dk, &ks)?, wrap(dv, &vs)?])
+            let (dq, dk, dv) = kernel_bwd(&args, (&qs, &ks, &vs), mask.as_ref(), (&os, &lse), &g.contiguous()?)?;
+            let keep = |d: Tensor, x: &Tensor| if x.requires_grad() { Some(d) } else { None };
+            Ok(vec![keep(dq, &qs), keep(dk, &ks), keep(dv, &vs)])
+        })
+    }
+
+    /// Fused self-attention straight from a packed projection: `qkv` (B, T, (H + 2·Hkv)·D) holds
+    /// the queries, keys and values side by side (the layout of GPT-2's `c_attn` output); the
+    /// result is (B, T, H·D), ready for the output projection. Same maths as
+    /// [`Tensor::scaled_dot_product_attention`] on the split, head-major views, but one autograd
+    /// node: the backward writes dQ, dK and dV once each into a single (B, T, (H + 2·Hkv)·D)
+    /// gradient instead of three zero-filled full-size gradients (one per split view) summed.
+    pub fn packed_attention(
+        qkv: &Tensor,
+        n_heads: usize,
+        n_kv_heads: usize,
+        mask: Option<&Tensor>,
+        opts: &AttentionOpts,
+    ) -> Result<Tensor> {
+        let dims = qkv.dims();
+        let width = n_heads + 2 * n_kv_heads;
+        if qkv.rank() != 3 || n_kv_heads == 0 || !dims[2].is_multiple_of(width) || !n_heads.is_multiple_of(n_kv_heads) {
+            return Err(Error::BadShape {
+                op: "packed_attention",
+                shape: dims.to_vec(),
+                msg: format!("expected (B, T, (H + 2·Hkv)·D) with H = {n_heads}, Hkv = {n_kv_heads}"),
+            });
+        }
+        let (b, t, d) = (dims[0], dims[1], dims[2] / width);
+        let x = qkv.detach().contiguous()?;
+        // (B, n, T, D) view of heads [start, start + n) of a contiguous (B, T, W·D) tensor:
+        // strides (T·W·D, D, W·D, 1), no copy.
+        let heads = move |x: &Tensor, start: usize, n: usize| -> Tensor {
+            let l = x.layout();
+            x.with_layout(Layout::new(vec![b, n, t, d], vec![t * width * d, d, width * d, 1], l.offset() + start * d))
+        };
+        let (q, k, v) = (
+            heads(&x, 0, n_heads).contiguous()?,
+            heads(&x, n_heads, n_kv_heads).contiguous()?,
+            heads(&x, n_heads + n_kv_heads, n_kv_heads).contiguous()?,
+        );
+        let full = validate(&q, &k, &v, mask, opts)?;
+        let args = AttentionArgs {
+            scale: opts.scale.unwrap_or(1.0 / (d as f64).sqrt()),
+            causal: opts.causal,
+            dropout_p: opts.dropout_p,
+            seed: opts.seed,
+        };
+        let mask = mask.map(|m| m.broadcast_as(&full)).transpose()?.map(|m| m.detach());
+        let (out, lse) = kernel_fwd(&args, &q, &k, &v, mask.as_ref(), &full)?; // (B,H,T,D)
+        let y = out.transpose(1, 2)?.contiguous()?.reshape(&[b, t, n_heads * d])?; // (B,T,H·D)
+        let (qkv_dims, dtype, device) = (dims.to_vec(), qkv.dtype(), qkv.device().clone());
+        y.record("packed_attention", &[qkv], move |g| {
+            let dout = g.reshape(&[b, t, n_heads, d])?.transpose(1, 2)?.contiguous()?; // (B,H,T,D)
+            let (dq, dk, dv) = kernel_bwd(&args, (&q, &k, &v), mask.as_ref(), (&out, &lse), &dout)?;
+            let dqkv = Tensor::zeros(&qkv_dims, dtype, &device)?;
+            heads(&dqkv, 0, n_heads).assign_(&dq)?;
+            heads(&dqkv, n_heads, n_kv_heads).assign_(&dk)?;
+            heads(&dqkv, n_heads + n_kv_heads, n_kv_heads).assign_(&dv)?;
+            Ok(vec![Some(dqkv)])
         })
     }
 

@@ -45,12 +45,45 @@ impl Tensor {
         })
     }
 
-    /// `y = x·Wᵀ + b` with `W` (out, in) as stored by PyTorch/HF, `x` (…, in).
+    /// `y = x·Wᵀ + b` with `W` (out, in) as stored by PyTorch/HF, `x` (…, in), `b` (out,).
+    ///
+    /// With a bias this is one fused node: forward is a single GEMM accumulating onto rows
+    /// pre-filled with `b`; backward computes `dx = g·W` (…, in), `dW = gᵀ·x` (out, in) and
+    /// `db = Σ_rows g` (out,) together, with no separate broadcast-add node.
     pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-        let y = self.matmul(&weight.t()?)?;
-        match bias {
-            Some(b) => y.add(b),
-            None => Ok(y),
+        let Some(b) = bias else { return self.matmul(&weight.t()?) };
+        check_same_device("linear", self, weight)?;
+        check_same_device("linear", self, b)?;
+        check_same_dtype("linear", self, weight)?;
+        check_same_dtype("linear", self, b)?;
+        check_compute("linear", self)?;
+        let r = self.rank();
+        let (wd, bd) = (weight.dims(), b.dims());
+        if r < 1 || weight.rank() != 2 || wd[1] != self.dims()[r - 1] || bd != [wd[0]] {
+            return Err(Error::ShapeMismatch { op: "linear", lhs: self.dims().to_vec(), rhs: [wd, bd].concat() });
         }
+        let (k, n) = (wd[1], wd[0]);
+        let m = self.numel() / k.max(1);
+        let x2 = self.contiguous()?.reshape(&[m, k])?; // (M,K)
+        let wt = weight.t()?; // (K,N) view
+        let s = self.device().backend().matmul_bias(
+            &**x2.storage(),
+            x2.layout(),
+            &**wt.storage(),
+            wt.layout(),
+            &**b.storage(),
+            b.layout(),
+        )?;
+        let mut out_shape = self.dims().to_vec();
+        out_shape[r - 1] = n;
+        let (x, w) = (x2.clone(), weight.clone());
+        let (need_x, need_w, need_b) = (x2.requires_grad(), weight.requires_grad(), b.requires_grad());
+        Tensor::from_op(s, &out_shape, self.device(), "linear", &[&x2, weight, b], move |g| {
+            let g = g.reshape(&[m, n])?; // (M,N)
+            let gx = if need_x { Some(g.matmul(&w)?) } else { None }; // (M,K)
+            let gw = if need_w { Some(g.t()?.matmul(&x)?) } else { None }; // (N,K)
+            let gb = if need_b { Some(g.sum_to(&[n])?) } else { None }; // (N,)
+            Ok(vec![gx, gw, gb])
+        })
     }
 }

@@ -30,9 +30,10 @@ pub const OPS: &[&str] = &[
     // reductions
     "sum", "max", "min",
     // matmul
-    "matmul",
+    "matmul", "linear",
     // fused
     "softmax", "log_softmax", "layer_norm", "rms_norm", "cross_entropy", "attention",
+    "packed_attention",
     // gathers
     "index_select",
     // views and movement

@@ -40,6 +40,12 @@ pub fn cases() {
     // Dropout: deterministic for a seed, so finite differences see the same mask.
     let opts = AttentionOpts { dropout_p: 0.2, seed: 9, ..AttentionOpts::causal() };
     check(|t| sdpa(t, None, opts), &[q4, kg, vg]);
+    // Packed projection (B, T, (H + 2·Hkv)·D) → (B, T, H·D): 4 query heads over 2 kv heads, T = 67
+    // (two tiles), causal, then with dropout.
+    let qkv = input(&[2, 67, 16], -1.0, 1.0, 312);
+    check(|t| Tensor::packed_attention(&t[0], 4, 2, None, &AttentionOpts::causal()), &[qkv.clone()]);
+    let opts = AttentionOpts { dropout_p: 0.2, seed: 5, ..AttentionOpts::causal() };
+    check(|t| Tensor::packed_attention(&t[0], 4, 2, None, &opts), &[qkv]);
 }
 
 #[test]

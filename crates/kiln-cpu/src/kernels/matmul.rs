@@ -63,7 +63,7 @@ fn batch_offsets(l: &Layout) -> Vec<usize> {
     Layout::new(l.shape()[..r - 2].to_vec(), l.strides()[..r - 2].to_vec(), l.offset()).offsets().collect()
 }
 
-/// One `C = A·B` with explicit strides, `C` contiguous (row stride `n`).
+/// One `C = A·B` (or `C += A·B` when `acc`) with explicit strides, `C` contiguous (row stride `n`).
 ///
 /// # Safety
 /// `a`/`b` must be valid for every element the strides reach (checked by the caller through the
@@ -80,32 +80,20 @@ unsafe fn gemm_one<T: KFloat>(
     b: *const T,
     brs: isize,
     bcs: isize,
+    acc: bool,
     par: Parallelism,
 ) {
-    gemm::gemm(
-        m,
-        n,
-        k,
-        c,
-        1,
-        n as isize,
-        false,
-        a,
-        acs,
-        ars,
-        b,
-        bcs,
-        brs,
-        T::zero(),
-        T::one(),
-        false,
-        false,
-        false,
-        par,
-    );
+    gemm::gemm(m, n, k, c, 1, n as isize, acc, a, acs, ars, b, bcs, brs, T::one(), T::one(), false, false, false, par);
 }
 
-fn matmul_t<T: Elem>(a: &dyn Storage, la: &Layout, b: &dyn Storage, lb: &Layout) -> Result<BoxStorage> {
+/// `A·B`, plus `bias` (N,) on every output row when given.
+fn matmul_t<T: Elem>(
+    a: &dyn Storage,
+    la: &Layout,
+    b: &dyn Storage,
+    lb: &Layout,
+    bias: Option<(&dyn Storage, &Layout)>,
+) -> Result<BoxStorage> {
     let bad = || Error::ShapeMismatch { op: "matmul", lhs: la.shape().to_vec(), rhs: lb.shape().to_vec() };
     let (x, y) = (T::vec_of(a).ok_or_else(bad)?, T::vec_of(b).ok_or_else(bad)?);
     let r = la.rank();
@@ -127,22 +115,41 @@ fn matmul_t<T: Elem>(a: &dyn Storage, la: &Layout, b: &dyn Storage, lb: &Layout)
     let (ars, acs) = (la.strides()[r - 2] as isize, la.strides()[r - 1] as isize);
     let (brs, bcs) = (lb.strides()[r - 2] as isize, lb.strides()[r - 1] as isize);
     let (oa, ob) = (batch_offsets(la), batch_offsets(lb));
+    // Bias rows: every output row starts as the bias and the GEMM accumulates onto it.
+    let bias_row: Option<Vec<T>> = match bias {
+        None => None,
+        Some((bs, bl)) => {
+            let bv = T::vec_of(bs).ok_or_else(bad)?;
+            if bl.shape() != [n] || (n > 0 && bl.offset() + (n - 1) * bl.strides()[0] >= bv.len()) {
+                return Err(Error::ShapeMismatch { op: "matmul_bias", lhs: vec![n], rhs: bl.shape().to_vec() });
+            }
+            Some((0..n).map(|j| bv[bl.offset() + j * bl.strides()[0]]).collect())
+        }
+    };
+    let acc = bias_row.is_some();
     if m * n == 0 || k == 0 {
-        return Ok(T::wrap(crate::pool::filled(oa.len() * m * n, T::zero())));
+        let mut out = crate::pool::filled(oa.len() * m * n, T::zero());
+        if let Some(row) = &bias_row {
+            out.chunks_mut(n.max(1)).for_each(|r| r.copy_from_slice(row));
+        }
+        return Ok(T::wrap(out));
     }
-    // Fully overwritten: gemm runs with read_dst = false.
+    // Fully overwritten (gemm with read_dst = false), or pre-filled with the bias rows.
     let mut out = crate::pool::take(oa.len() * m * n);
+    if let Some(row) = &bias_row {
+        out.par_chunks_mut(n * 64).for_each(|rows| rows.chunks_mut(n).for_each(|r| r.copy_from_slice(row)));
+    }
     // The product of A's columns and B's rows [k0, k0 + kl) of one batch matrix.
-    let run_k = |c: &mut [T], a0: usize, b0: usize, (k0, kl): (usize, usize), par: Parallelism| {
+    let run_k = |c: &mut [T], a0: usize, b0: usize, (k0, kl): (usize, usize), acc: bool, par: Parallelism| {
         let (a0, b0) = (a0 as isize + k0 as isize * acs, b0 as isize + k0 as isize * brs);
         // SAFETY: the reach check above keeps every strided read inside `x`/`y` (k0 + kl ≤ k, and
         // strides are non-negative); `c` has m·n slots.
         unsafe {
             let (pa, pb) = (x.as_ptr().offset(a0), y.as_ptr().offset(b0));
-            gemm_one(m, n, kl, c.as_mut_ptr(), pa, ars, acs, pb, brs, bcs, par)
+            gemm_one(m, n, kl, c.as_mut_ptr(), pa, ars, acs, pb, brs, bcs, acc, par)
         }
     };
-    let run = |c: &mut [T], a0: usize, b0: usize, par: Parallelism| run_k(c, a0, b0, (0, k), par);
+    let run = |c: &mut [T], a0: usize, b0: usize, par: Parallelism| run_k(c, a0, b0, (0, k), acc, par);
     match plan(oa.len(), (m, k, n), rayon::current_num_threads()) {
         Plan::SplitK(t) => {
             let part = k.div_ceil(t);
@@ -151,7 +158,8 @@ fn matmul_t<T: Elem>(a: &dyn Storage, la: &Layout, b: &dyn Storage, lb: &Layout)
             targets.extend(partials.iter_mut().map(|p| &mut p[..]));
             targets.into_par_iter().enumerate().for_each(|(i, c)| {
                 let k0 = (i * part).min(k);
-                run_k(c, oa[0], ob[0], (k0, part.min(k - k0)), Parallelism::None)
+                // the bias (if any) is in the first part's output only
+                run_k(c, oa[0], ob[0], (k0, part.min(k - k0)), acc && i == 0, Parallelism::None)
             });
             for p in partials {
                 out.iter_mut().zip(&p).for_each(|(o, &v)| *o += v);
@@ -174,7 +182,19 @@ fn matmul_t<T: Elem>(a: &dyn Storage, la: &Layout, b: &dyn Storage, lb: &Layout)
 
 impl MatmulOps for CpuBackend {
     fn matmul(&self, a: &dyn Storage, la: &Layout, b: &dyn Storage, lb: &Layout) -> Result<BoxStorage> {
-        dispatch_float!("matmul", a.dtype(), matmul_t(a, la, b, lb))
+        dispatch_float!("matmul", a.dtype(), matmul_t(a, la, b, lb, None))
+    }
+
+    fn matmul_bias(
+        &self,
+        a: &dyn Storage,
+        la: &Layout,
+        b: &dyn Storage,
+        lb: &Layout,
+        bias: &dyn Storage,
+        lbias: &Layout,
+    ) -> Result<BoxStorage> {
+        dispatch_float!("matmul_bias", a.dtype(), matmul_t(a, la, b, lb, Some((bias, lbias))))
     }
 }
 
@@ -206,6 +226,25 @@ mod tests {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// `matmul_bias` (the bias pre-filled, the GEMM accumulating onto it) equals the product plus
+    /// the broadcast bias under every plan, split-K included (bias in the first part only).
+    #[test]
+    fn bias_under_every_plan() -> kiln_core::Result<()> {
+        use kiln_core::{DType, Tensor};
+        let dev = crate::cpu();
+        for (m, k, n) in [(5, 7, 3), (256, 64, 256), (96, 1001, 40), (300, 128, 384)] {
+            let x = Tensor::randn(&[m, k], 0.0, 1.0, DType::F32, 3, &dev)?;
+            let w = Tensor::randn(&[n, k], 0.0, 1.0, DType::F32, 4, &dev)?;
+            let b = Tensor::randn(&[n], 0.0, 1.0, DType::F32, 5, &dev)?;
+            let fused = x.linear(&w, Some(&b))?.to_vec::<f32>()?;
+            let plain = x.matmul(&w.t()?)?.add(&b)?.to_vec::<f32>()?;
+            let worst = fused.iter().zip(&plain).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+            let p = plan(1, (m, k, n), rayon::current_num_threads());
+            assert!(worst < 1e-4, "{p:?} ({m},{k},{n}): differs by {worst}");
         }
         Ok(())
     }

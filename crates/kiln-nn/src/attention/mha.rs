@@ -102,6 +102,16 @@ impl MultiHeadAttention {
         }
         let (b, t) = (x.dims()[0], x.dims()[1]);
         let qkv = self.c_attn.forward(x)?; // (B,T,(H+2Hkv)·D)
+        let opts = AttentionOpts {
+            causal: self.cfg.causal,
+            scale: None,
+            dropout_p: if train { self.cfg.dropout } else { 0.0 },
+            seed: dropout_seed,
+        };
+        if rope.is_none() && cache.is_none() {
+            // no rotation, no cache: attend straight from the packed projection (one node)
+            return self.c_proj.forward(&Tensor::packed_attention(&qkv, h, hkv, None, &opts)?);
+        }
         let parts = qkv.split(&[h * d, hkv * d, hkv * d], -1)?;
         let heads = |p: &Tensor, n: usize| p.reshape(&[b, t, n, d])?.transpose(1, 2); // (B,n,T,D)
         let (mut q, mut k, v) = (heads(&parts[0], h)?, heads(&parts[1], hkv)?, heads(&parts[2], hkv)?);
@@ -113,12 +123,6 @@ impl MultiHeadAttention {
         let (k, v) = match cache {
             Some(c) => c.append(&k, &v)?,
             None => (k, v),
-        };
-        let opts = AttentionOpts {
-            causal: self.cfg.causal,
-            scale: None,
-            dropout_p: if train { self.cfg.dropout } else { 0.0 },
-            seed: dropout_seed,
         };
         let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None, &opts)?; // (B,H,T,D)
         self.c_proj.forward(&y.transpose(1, 2)?.reshape(&[b, t, h * d])?)
