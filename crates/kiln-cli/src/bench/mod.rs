@@ -1,5 +1,6 @@
 //! `kiln bench …`: benchmarks that print their baseline, measured in the same run, and the ratio.
 
+pub mod embed;
 pub mod fma;
 pub mod gemm;
 pub mod train;
