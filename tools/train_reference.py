@@ -109,13 +109,18 @@ def main():
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    # Time a few steps (with the preset's schedule), then fit the run length to the budget.
-    probe = 10
+    # Time a few steps (with the preset's schedule), then fit the run length to the budget: the
+    # first steps are slower (allocator and thread-pool warm-up), so only the later ones set the
+    # pace, and the steps that remain are what fits in what is left of the budget.
+    warm, probe = 10, 30
     start = time.perf_counter()
     for step in range(probe):
+        if step == warm:
+            paced = time.perf_counter()
         train_step(step, tc["steps"])
-    per_step = (time.perf_counter() - start) / probe
-    total = max(probe + 1, int(args.budget / per_step))
+    now = time.perf_counter()
+    per_step = (now - paced) / (probe - warm)
+    total = probe + max(1, int((args.budget - (now - start)) / per_step))
     warmup = min(tc["warmup_steps"], total // 10)
     tc["warmup_steps"] = warmup
     step = probe

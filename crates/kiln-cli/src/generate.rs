@@ -1,16 +1,18 @@
-//! `kiln generate`: stream a continuation of a prompt from a trained run.
+//! `kiln generate`: stream a continuation of a prompt from a trained run or a Hugging Face
+//! checkpoint.
 
 use anyhow::{Context, Result};
 use kiln_core::{Device, Module};
-use kiln_data::Tokenizer;
-use kiln_infer::{generate, Sampler};
+use kiln_data::{ChatMessage, ChatTemplate, Tokenizer};
+use kiln_formats::GgufFile;
+use kiln_infer::{generate_until, Sampler};
 use kiln_models::gpt::{Gpt, GptConfig};
 use kiln_train::run::checkpoint_dir;
 use std::io::Write;
 use std::path::Path;
 
-/// Loads the run in `dir` and streams `max_new` tokens after `prompt` to stdout.
-pub fn run(dir: &Path, prompt: &str, max_new: usize, sampler: Sampler, device: &Device) -> Result<()> {
+/// A trained kiln run directory (`kiln train --out`), its latest checkpoint.
+pub fn load_run(dir: &Path, device: &Device) -> Result<(Gpt, Tokenizer)> {
     let cfg: GptConfig = serde_json::from_str(
         &std::fs::read_to_string(dir.join("config.json"))
             .with_context(|| format!("reading {}/config.json", dir.display()))?,
@@ -24,16 +26,152 @@ pub fn run(dir: &Path, prompt: &str, max_new: usize, sampler: Sampler, device: &
         let (_, w) = weights.iter().find(|(n, _)| *n == name).with_context(|| format!("checkpoint lacks {name}"))?;
         p.assign_(w).with_context(|| format!("loading {name}"))?;
     }
-    let ids = tok.encode(prompt)?;
+    Ok((model, tok))
+}
+
+/// A Hugging Face checkpoint directory (GPT-2, LLaMA/Mistral): `config.json`, safetensors
+/// weights, and `tokenizer.json` (or GPT-2's `encoder.json` + `vocab.bpe`).
+pub fn load_hf(dir: &Path, device: &Device) -> Result<(Gpt, Tokenizer)> {
+    let model = Gpt::from_hf_dir(dir, device)?;
+    let tok = if dir.join("tokenizer.json").is_file() {
+        Tokenizer::load(&dir.join("tokenizer.json"))?
+    } else if dir.join("encoder.json").is_file() {
+        Tokenizer::from_gpt2_files(&dir.join("encoder.json"), &dir.join("vocab.bpe"))?
+    } else {
+        anyhow::bail!("{}: no tokenizer.json (or encoder.json + vocab.bpe)", dir.display());
+    };
+    Ok((model, tok))
+}
+
+/// A llama.cpp GGUF file (LLaMA architecture): weights dequantized to f32, the tokenizer and
+/// chat template from its metadata, and its end-of-sequence token.
+pub fn load_gguf(path: &Path, device: &Device) -> Result<Loaded> {
+    let g = GgufFile::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let model = Gpt::from_gguf(&g, device).with_context(|| format!("loading {}", path.display()))?;
+    let strings = |k: &str| -> Result<Vec<String>> {
+        Ok(g.get_str_array(k)
+            .with_context(|| format!("{}: {k}", path.display()))?
+            .into_iter()
+            .map(String::from)
+            .collect())
+    };
+    let kind = g.get_str("tokenizer.ggml.model").unwrap_or("");
+    anyhow::ensure!(
+        kind == "gpt2",
+        "{}: tokenizer.ggml.model {kind:?} (kiln reads byte-level BPE, \"gpt2\")",
+        path.display()
+    );
+    let tokens = strings("tokenizer.ggml.tokens")?;
+    let types = g.get_i32_array("tokenizer.ggml.token_type").unwrap_or_default();
+    let tok = Tokenizer::from_gguf_vocab(
+        &tokens,
+        &strings("tokenizer.ggml.merges")?,
+        &types,
+        g.get_str("tokenizer.ggml.pre").unwrap_or("default"),
+    )?;
+    let token = |k: &str| g.get_u64(k).ok().and_then(|i| tokens.get(i as usize).cloned()).unwrap_or_default();
+    let chat = match g.get_str("tokenizer.chat_template") {
+        Ok(src) => {
+            Some(ChatTemplate::new(src, &token("tokenizer.ggml.bos_token_id"), &token("tokenizer.ggml.eos_token_id"))?)
+        }
+        Err(_) => None,
+    };
+    let stop = g.get_u64("tokenizer.ggml.eos_token_id").ok().map(|i| i as u32).into_iter().collect();
+    let bos = match g.get_bool("tokenizer.ggml.add_bos_token") {
+        Ok(true) => g.get_u64("tokenizer.ggml.bos_token_id").ok().map(|i| i as u32),
+        _ => None,
+    };
+    Ok(Loaded { model, tok, chat, stop, bos })
+}
+
+/// A model ready to generate: weights, tokenizer, chat template (if it has one) and the tokens
+/// that end a reply.
+pub struct Loaded {
+    /// The network.
+    pub model: Gpt,
+    /// Its tokenizer.
+    pub tok: Tokenizer,
+    /// Its chat template, for `--chat`.
+    pub chat: Option<ChatTemplate>,
+    /// End-of-sequence tokens: generation stops after one.
+    pub stop: Vec<u32>,
+    /// The token the model expects at the start of a sequence, when it adds one.
+    pub bos: Option<u32>,
+}
+
+/// Loads `--model`: a `.gguf` file or a Hugging Face checkpoint directory (whose
+/// `tokenizer_config.json` may carry a `chat_template` and `eos_token`).
+pub fn load_model(path: &Path, device: &Device) -> Result<Loaded> {
+    if path.is_file() && path.extension().is_some_and(|e| e == "gguf") {
+        return load_gguf(path, device);
+    }
+    anyhow::ensure!(path.is_dir(), "{}: not a .gguf file or a checkpoint directory", path.display());
+    let (model, tok) = load_hf(path, device)?;
+    let cfg_path = path.join("tokenizer_config.json");
+    let (mut chat, mut stop) = (None, Vec::new());
+    if let Ok(text) = std::fs::read_to_string(&cfg_path) {
+        let v: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", cfg_path.display()))?;
+        let special = |k: &str| match &v[k] {
+            serde_json::Value::String(s) => s.clone(),
+            o => o.get("content").and_then(|c| c.as_str()).unwrap_or("").to_string(),
+        };
+        let (bos, eos) = (special("bos_token"), special("eos_token"));
+        if let Some(src) = v.get("chat_template").and_then(|t| t.as_str()) {
+            chat = Some(ChatTemplate::new(src, &bos, &eos)?);
+        }
+        if let Ok(ids) = tok.encode(&eos) {
+            if ids.len() == 1 {
+                stop = ids;
+            }
+        }
+    }
+    Ok(Loaded { model, tok, chat, stop, bos: None })
+}
+
+/// Streams up to `max_new` tokens after `prompt` to stdout, stopping after any of `stop`.
+pub fn run(
+    m: &Loaded,
+    prompt: &str,
+    max_new: usize,
+    sampler: Sampler,
+    echo_prompt: bool,
+    device: &Device,
+) -> Result<()> {
+    let ids = m.tok.encode(prompt)?;
     anyhow::ensure!(!ids.is_empty(), "the prompt is empty");
     let mut stdout = std::io::stdout();
-    write!(stdout, "{prompt}")?;
-    generate(&model, &ids, max_new, &sampler, device, |t| {
-        let s = tok.decode(&[t]).map_err(|e| kiln_core::Error::Invalid { op: "decode", msg: e.to_string() })?;
-        let _ = write!(stdout, "{s}");
-        let _ = stdout.flush();
+    if echo_prompt {
+        write!(stdout, "{prompt}")?;
+    }
+    // decode the running reply and print what is new, so multi-token characters come out whole
+    let mut reply: Vec<u32> = Vec::new();
+    let mut shown = 0;
+    generate_until(&m.model, &ids, max_new, &sampler, &m.stop, device, |t| {
+        if m.stop.contains(&t) {
+            return Ok(());
+        }
+        reply.push(t);
+        let text = m.tok.decode(&reply).map_err(|e| kiln_core::Error::Invalid { op: "decode", msg: e.to_string() })?;
+        if text.len() > shown && text.is_char_boundary(shown) && !text.ends_with('\u{FFFD}') {
+            let _ = write!(stdout, "{}", &text[shown..]);
+            let _ = stdout.flush();
+            shown = text.len();
+        }
         Ok(())
     })?;
     writeln!(stdout)?;
     Ok(())
+}
+
+/// The chat prompt for one user turn (after an optional system turn), with the assistant's
+/// header appended.
+pub fn chat_prompt(m: &Loaded, system: Option<&str>, user: &str) -> Result<String> {
+    let tmpl = m.chat.as_ref().context("this model has no chat template (drop --chat)")?;
+    let mut msgs = Vec::new();
+    if let Some(s) = system {
+        msgs.push(ChatMessage { role: "system".into(), content: s.into() });
+    }
+    msgs.push(ChatMessage { role: "user".into(), content: user.into() });
+    Ok(tmpl.render(&msgs, true)?)
 }

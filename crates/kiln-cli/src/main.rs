@@ -1,6 +1,8 @@
 //! `kiln`: the command-line interface.
 
 mod bench;
+mod convert;
+mod embed;
 mod generate;
 mod plot;
 mod train;
@@ -43,6 +45,16 @@ enum Cmd {
         /// Run directory written by `kiln train`.
         #[arg(long, default_value = "runs/default")]
         run: std::path::PathBuf,
+        /// A pretrained model instead of a run: a `.gguf` file (LLaMA architecture) or a Hugging
+        /// Face checkpoint directory (GPT-2, LLaMA/Mistral).
+        #[arg(long)]
+        model: Option<std::path::PathBuf>,
+        /// Treat the prompt as a user message and apply the model's chat template.
+        #[arg(long)]
+        chat: bool,
+        /// System message for --chat.
+        #[arg(long)]
+        system: Option<String>,
         /// Prompt text.
         #[arg(long, default_value = "The")]
         prompt: String,
@@ -62,6 +74,50 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// Sentence embeddings from a sentence-transformers model directory, printed as one JSON
+    /// object: {"model", "dim", "normalized", "count", "embeddings": [[…], …]} in input order.
+    Embed {
+        /// Model directory (config.json, model.safetensors, tokenizer.json, modules.json, …).
+        #[arg(long)]
+        model: std::path::PathBuf,
+        /// A file with one text per line (`-` reads stdin), embedded after the TEXT arguments.
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+        /// Sentences per forward pass.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// Texts to embed.
+        texts: Vec<String>,
+    },
+    /// Perplexity on a text file as llama.cpp's llama-perplexity computes it (non-overlapping
+    /// chunks of --ctx tokens, the second half of each scored).
+    Perplexity {
+        /// A `.gguf` file or a Hugging Face checkpoint directory.
+        #[arg(long)]
+        model: std::path::PathBuf,
+        /// UTF-8 text to score.
+        #[arg(long)]
+        file: std::path::PathBuf,
+        /// Tokens per chunk.
+        #[arg(long, default_value_t = 256)]
+        ctx: usize,
+        /// Score at most this many chunks (0 = all).
+        #[arg(long, default_value_t = 0)]
+        chunks: usize,
+    },
+    /// Convert models: GGUF → safetensors, GGUF → Hugging Face directory, kiln run → Hugging
+    /// Face directory.
+    Convert {
+        /// A `.gguf` file or a run directory written by `kiln train`.
+        #[arg(long)]
+        from: std::path::PathBuf,
+        /// Output `.safetensors` file or directory.
+        #[arg(long)]
+        to: std::path::PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "hf")]
+        to_format: convert::Format,
+    },
     /// Print build and device information.
     Info,
     /// Benchmarks that print a baseline measured in the same run, and the ratio.
@@ -73,6 +129,24 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum BenchCmd {
+    /// Sentence embeddings/s of a sentence-transformers model vs sentence-transformers (PyTorch).
+    Embed {
+        /// Model directory (default: .cache/models/minilm from `python3 tools/fetch_models.py minilm`).
+        #[arg(long)]
+        model: Option<std::path::PathBuf>,
+        /// Sentences per forward pass.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        /// 20-word sentences per timed pass.
+        #[arg(long, default_value_t = 1024)]
+        sentences: usize,
+        /// Timed passes (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
+        /// Skip the sentence-transformers baseline.
+        #[arg(long)]
+        no_st: bool,
+    },
     /// Matmul GFLOP/s on transformer shapes vs numpy/OpenBLAS and the FMA peak.
     Gemm {
         /// Rows of the activation matrices (batch × context), comma-separated.
@@ -137,10 +211,49 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Train { preset, data, out, steps, resume, sample_tokens } => {
             train::run(train::TrainArgs { preset, data, out, steps, resume, sample_tokens }, &kiln_cpu::cpu())?;
         }
-        Cmd::Generate { run, prompt, max_new_tokens, temperature, top_k, top_p, seed } => {
+        Cmd::Generate { run, model, chat, system, prompt, max_new_tokens, temperature, top_k, top_p, seed } => {
             let sampler = kiln_infer::Sampler { temperature, top_k, top_p, seed };
-            generate::run(&run, &prompt, max_new_tokens, sampler, &kiln_cpu::cpu())?;
+            let dev = kiln_cpu::cpu();
+            let loaded = match &model {
+                Some(path) => generate::load_model(path, &dev)?,
+                None => {
+                    let (model, tok) = generate::load_run(&run, &dev)?;
+                    generate::Loaded { model, tok, chat: None, stop: Vec::new(), bos: None }
+                }
+            };
+            let text = if chat { generate::chat_prompt(&loaded, system.as_deref(), &prompt)? } else { prompt };
+            generate::run(&loaded, &text, max_new_tokens, sampler, !chat, &dev)?;
         }
+        Cmd::Embed { model, file, batch, texts } => {
+            embed::run(&embed::EmbedArgs { model, file, batch, texts }, &kiln_cpu::cpu())?;
+        }
+        Cmd::Bench { what: BenchCmd::Embed { model, batch, sentences, repeats, no_st } } => {
+            let threads = kiln_cpu::num_threads();
+            let args = bench::embed::EmbedBench { model, batch, sentences, repeats, threads, no_st };
+            bench::embed::run(&args, &kiln_cpu::cpu())?;
+        }
+        Cmd::Perplexity { model, file, ctx, chunks } => {
+            let dev = kiln_cpu::cpu();
+            let m = generate::load_model(&model, &dev)?;
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let mut ids = m.tok.encode(&text)?;
+            if chunks > 0 {
+                ids.truncate(chunks.saturating_mul(ctx));
+            }
+            eprintln!("{}: {} tokens, {} chunks of {ctx}", file.display(), ids.len(), ids.len() / ctx.max(1));
+            let t = std::time::Instant::now();
+            let p = kiln_infer::perplexity(&m.model, &ids, ctx, m.bos, &dev, |i, ppl| eprint!("[{}]{ppl:.4} ", i + 1))?;
+            eprintln!();
+            println!(
+                "PPL = {:.4} ({} tokens scored, {} chunks, {:.1} s, {:.0} tok/s)",
+                p.ppl,
+                p.scored,
+                p.chunks,
+                t.elapsed().as_secs_f64(),
+                (p.chunks * ctx) as f64 / t.elapsed().as_secs_f64()
+            );
+        }
+        Cmd::Convert { from, to, to_format } => convert::run(&from, &to, to_format, &kiln_cpu::cpu())?,
         Cmd::Info => {
             let dev = kiln_cpu::cpu();
             println!("kiln {} — device {}, {} threads", env!("CARGO_PKG_VERSION"), dev.name(), kiln_cpu::num_threads());

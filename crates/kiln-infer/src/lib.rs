@@ -4,6 +4,10 @@
 //! token, and [`generate`], which prefills a prompt into the model's KV caches and then decodes
 //! one token at a time, each step attending over the cache (O(T) per token).
 
+mod perplexity;
+
+pub use perplexity::{perplexity, Perplexity};
+
 use kiln_core::{no_grad, Device, Error, Result, Tensor};
 use kiln_models::gpt::Gpt;
 
@@ -89,6 +93,21 @@ pub fn generate(
     max_new: usize,
     sampler: &Sampler,
     device: &Device,
+    on_token: impl FnMut(u32) -> Result<()>,
+) -> Result<Vec<u32>> {
+    generate_until(model, prompt, max_new, sampler, &[], device, on_token)
+}
+
+/// [`generate`] that also stops after sampling any token of `stop` (an end-of-sequence or
+/// end-of-turn token; it is passed to `on_token` and returned, like HF's `generate`). The KV
+/// caches hold at most `prompt + max_new` positions (capped by the model's context).
+pub fn generate_until(
+    model: &Gpt,
+    prompt: &[u32],
+    max_new: usize,
+    sampler: &Sampler,
+    stop: &[u32],
+    device: &Device,
     mut on_token: impl FnMut(u32) -> Result<()>,
 ) -> Result<Vec<u32>> {
     if prompt.is_empty() {
@@ -98,7 +117,7 @@ pub fn generate(
     let window = (ctx / 2).max(1);
     let to_tensor = |ids: &[u32]| Tensor::from_vec(ids.iter().map(|&t| t as i64).collect(), &[1, ids.len()], device);
     no_grad(|| {
-        let mut caches = model.new_caches(1, ctx, device)?;
+        let mut caches = model.new_caches(1, ctx.min(prompt.len() + max_new).max(1), device)?;
         let mut history: Vec<u32> = prompt.to_vec();
         let start = history.len().saturating_sub(ctx);
         let mut input = to_tensor(&history[start..])?;
@@ -114,6 +133,9 @@ pub fn generate(
             let tok = sampler.sample(&last, i as u64)?;
             on_token(tok)?;
             out.push(tok);
+            if stop.contains(&tok) {
+                break;
+            }
             history.push(tok);
             input = to_tensor(&[tok])?;
         }

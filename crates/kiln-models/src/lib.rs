@@ -4,4 +4,9 @@
 //! GPT-2 (learned positions, LayerNorm, GELU MLP, biases, tied head) and LLaMA (RoPE, RMSNorm,
 //! SwiGLU, no biases, grouped-query attention).
 
+pub mod bert;
+pub mod embed;
 pub mod gpt;
+
+pub use bert::{Bert, BertConfig};
+pub use embed::{Pooling, SentenceEmbedder};
