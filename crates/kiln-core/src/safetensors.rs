@@ -67,8 +67,21 @@ pub fn load(path: &Path, device: &Device) -> Result<(Vec<(String, Tensor)>, Hash
     let f = std::fs::File::open(path).map_err(|e| io_err(path, e))?;
     // SAFETY: read-only mapping; kiln replaces files by rename, never rewriting them in place.
     let map = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| io_err(path, e))?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&map).map_err(|e| io_err(path, e))?;
-    let st = safetensors::SafeTensors::deserialize(&map).map_err(|e| io_err(path, e))?;
+    load_bytes(&map, path, device)
+}
+
+/// [`load`] on the bytes of a safetensors file (`path` only names it in errors). Header,
+/// offsets and sizes are validated by the `safetensors` crate before any tensor is read; the
+/// fuzz target `fuzz/fuzz_targets/safetensors_load.rs` drives this function.
+#[allow(clippy::type_complexity)]
+pub fn load_bytes(
+    bytes: &[u8],
+    path: &Path,
+    device: &Device,
+) -> Result<(Vec<(String, Tensor)>, HashMap<String, String>)> {
+    let map = bytes;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(map).map_err(|e| io_err(path, e))?;
+    let st = safetensors::SafeTensors::deserialize(map).map_err(|e| io_err(path, e))?;
     let mut out = Vec::new();
     let mut names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
     names.sort();

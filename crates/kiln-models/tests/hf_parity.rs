@@ -92,6 +92,17 @@ fn missing_and_misshaped_tensors_are_named() {
     let e = Gpt::from_hf_tensors(cfg, &ts).unwrap_err();
     assert!(matches!(e, Error::Invalid { .. }));
     assert!(e.to_string().contains("c_attn") && e.to_string().contains("[64, 32]"), "{e}");
+    // a config far larger than its weights is refused before any allocation, and absurd sizes
+    // are refused by validation
+    let mut huge =
+        GptConfig::from_hf(&serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap())
+            .unwrap();
+    (huge.n_embd, huge.n_inner) = (1 << 16, 1 << 18);
+    let e = Gpt::from_hf_tensors(huge.clone(), &load_hf_tensors(&dir, &dev).unwrap()).unwrap_err().to_string();
+    assert!(e.contains("far more than"), "{e}");
+    huge.n_embd = 1 << 40;
+    let e = Gpt::from_hf_tensors(huge, &load_hf_tensors(&dir, &dev).unwrap()).unwrap_err().to_string();
+    assert!(e.contains("n_embd") && e.contains("limit"), "{e}");
     // no weights at all, and an index naming a shard outside the directory
     let empty = tempfile::tempdir().unwrap();
     let e = load_hf_tensors(empty.path(), &dev).unwrap_err().to_string();

@@ -145,6 +145,11 @@ impl BertConfig {
             if v == 0 {
                 return bad(format!("{name} must be positive"));
             }
+            // far above any real encoder, low enough that size arithmetic cannot overflow
+            let max = if name == "num_hidden_layers" || name == "num_attention_heads" { 1 << 12 } else { 1 << 24 };
+            if v > max {
+                return bad(format!("{name} {v} exceeds kiln's limit of {max}"));
+            }
         }
         if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return bad(format!(

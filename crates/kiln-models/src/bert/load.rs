@@ -117,6 +117,14 @@ impl Bert {
                 cfg.num_hidden_layers
             )));
         }
+        // refuse a config larger than the checkpoint before allocating it
+        let held: usize = tensors.values().map(|t| t.numel()).sum();
+        if cfg.num_params(pooler) > crate::gpt::max_params_for(held) {
+            return Err(bad(format!(
+                "{source}: the config describes {} parameters, far more than the {held} values the checkpoint holds",
+                cfg.num_params(pooler)
+            )));
+        }
         let model = Bert::build(cfg, pooler, false, 0, device)?;
         model.load_hf_weights(tensors, source)?;
         Ok(model)

@@ -140,6 +140,20 @@ impl GptConfig {
                 return bad(format!("{name} must be positive"));
             }
         }
+        // Far above any real model, low enough that size arithmetic cannot overflow: a config
+        // beyond them is corrupt or hostile, and is refused before anything is allocated.
+        for (name, v, max) in [
+            ("vocab_size", self.vocab_size, 1 << 24),
+            ("n_positions", self.n_positions, 1 << 24),
+            ("n_embd", self.n_embd, 1 << 17),
+            ("n_inner", self.n_inner, 1 << 19),
+            ("n_layer", self.n_layer, 1 << 12),
+            ("n_head", self.n_head, 1 << 12),
+        ] {
+            if v > max {
+                return bad(format!("{name} {v} exceeds kiln's limit of {max}"));
+            }
+        }
         if !self.n_embd.is_multiple_of(self.n_head) {
             return bad(format!("n_head {} does not divide n_embd {}", self.n_head, self.n_embd));
         }

@@ -218,6 +218,8 @@ impl Gpt {
     /// `transformer.` prefix). Missing or mis-shaped tensors are errors naming both shapes.
     pub fn from_hf_tensors(cfg: GptConfig, tensors: &HashMap<String, Tensor>) -> Result<Gpt> {
         let device = tensors_device(tensors)?.clone();
+        cfg.validate()?;
+        check_size(cfg.num_params(), tensors)?;
         let model = Gpt::new(cfg, 0, &device)?;
         let get = |name: &str| -> Result<Tensor> {
             let t = tensors
@@ -254,6 +256,29 @@ impl Gpt {
         }
         Ok(model)
     }
+}
+
+/// A config asking for far more parameters than the checkpoint holds (a corrupt or hostile
+/// `config.json`) is refused before anything is allocated, so memory stays bounded by the size
+/// of the weight files. Smaller mismatches (a missing or mis-shaped tensor) pass here and are
+/// reported by name when the tensors are mapped.
+pub(crate) fn check_size(needed: usize, tensors: &HashMap<String, Tensor>) -> Result<()> {
+    let held: usize = tensors.values().map(|t| t.numel()).sum();
+    if needed > max_params_for(held) {
+        return Err(Error::Invalid {
+            op: "hf checkpoint",
+            msg: format!(
+                "the config describes {needed} parameters, far more than the {held} values the checkpoint holds"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The most parameters a model built for a checkpoint of `held` values may allocate:
+/// `2·held + 2²⁰`.
+pub fn max_params_for(held: usize) -> usize {
+    held.saturating_mul(2).saturating_add(1 << 20)
 }
 
 fn tensors_device(tensors: &HashMap<String, Tensor>) -> Result<&Device> {
