@@ -147,6 +147,22 @@ enum BenchCmd {
         #[arg(long)]
         no_st: bool,
     },
+    /// Prompt and decode tokens/s of a pretrained model vs llama.cpp (llama-cpp-python) on the
+    /// same GGUF when it imports.
+    Generate {
+        /// A `.gguf` file or HF directory (default: the cached SmolLM2 Q4_1 GGUF).
+        #[arg(long)]
+        model: Option<std::path::PathBuf>,
+        /// Prompt tokens.
+        #[arg(long, default_value_t = 128)]
+        prompt: usize,
+        /// Tokens to decode.
+        #[arg(long, default_value_t = 64)]
+        decode: usize,
+        /// Skip the llama.cpp baseline.
+        #[arg(long)]
+        no_llama: bool,
+    },
     /// Matmul GFLOP/s on transformer shapes vs numpy/OpenBLAS and the FMA peak.
     Gemm {
         /// Rows of the activation matrices (batch × context), comma-separated.
@@ -257,6 +273,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Info => {
             let dev = kiln_cpu::cpu();
             println!("kiln {} — device {}, {} threads", env!("CARGO_PKG_VERSION"), dev.name(), kiln_cpu::num_threads());
+        }
+        Cmd::Bench { what: BenchCmd::Generate { model, prompt, decode, no_llama } } => {
+            let args =
+                bench::generate::GenerateBench { model, prompt, decode, threads: kiln_cpu::num_threads(), no_llama };
+            bench::generate::run(&args, &kiln_cpu::cpu())?;
         }
         Cmd::Bench { what: BenchCmd::Gemm { rows, width, threads, seconds, iters } } => {
             anyhow::ensure!(!rows.is_empty() && rows.iter().all(|&r| r > 0), "--rows must be positive");

@@ -3,6 +3,7 @@
 pub mod embed;
 pub mod fma;
 pub mod gemm;
+pub mod generate;
 pub mod train;
 
 /// How long to time each case.

@@ -1,0 +1,108 @@
+//! `kiln bench generate`: prompt processing (prefill) and decoding speed of a pretrained model
+//! (default: SmolLM2-135M-Instruct Q4_1 from `python3 tools/fetch_models.py smollm2`), and the
+//! same for llama.cpp on the same GGUF, in the same run, when `llama_cpp` (llama-cpp-python)
+//! imports. Decoding is memory-bound: the report also gives the bytes of weights streamed per
+//! decoded token and the bandwidth that implies.
+
+use crate::generate;
+use anyhow::{Context, Result};
+use kiln_core::{no_grad, Device, Module, Tensor};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// Options of `kiln bench generate`.
+pub struct GenerateBench {
+    /// Model file or directory (`None`: the cached SmolLM2 GGUF).
+    pub model: Option<PathBuf>,
+    /// Prompt tokens.
+    pub prompt: usize,
+    /// Decoded tokens.
+    pub decode: usize,
+    /// Threads (kiln's pool and llama.cpp's).
+    pub threads: usize,
+    /// Skip the llama.cpp baseline.
+    pub no_llama: bool,
+}
+
+const LLAMA_SCRIPT: &str = r#"
+import json, sys, time
+from llama_cpp import Llama
+path, n_prompt, n_decode, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+llm = Llama(model_path=path, n_ctx=n_prompt + n_decode + 8, n_threads=threads, n_batch=512, verbose=False)
+toks = [(i * 7919) % 1000 + 100 for i in range(n_prompt)]
+t = time.perf_counter(); llm.eval(toks); prefill = time.perf_counter() - t
+t = time.perf_counter()
+for _ in range(n_decode):
+    nxt = int(llm.scores[llm.n_tokens - 1].argmax()); llm.eval([nxt])
+decode = time.perf_counter() - t
+print(json.dumps({"prefill_tok_s": n_prompt / prefill, "decode_tok_s": n_decode / decode}))
+"#;
+
+fn default_model() -> PathBuf {
+    Path::new(".cache/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf").to_path_buf()
+}
+
+/// Runs the benchmark and prints the table.
+pub fn run(args: &GenerateBench, device: &Device) -> Result<()> {
+    let path = args.model.clone().unwrap_or_else(default_model);
+    anyhow::ensure!(path.exists(), "{} is missing (run `python3 tools/fetch_models.py smollm2`)", path.display());
+    anyhow::ensure!(args.prompt > 0 && args.decode > 0, "--prompt and --decode must be positive");
+    let m = generate::load_model(&path, device)?;
+    let n = m.model.cfg.n_positions;
+    anyhow::ensure!(args.prompt + args.decode <= n, "prompt + decode exceed the model's context of {n}");
+    let params = m.model.num_params();
+    let toks: Vec<i64> = (0..args.prompt).map(|i| ((i * 7919) % 1000 + 100) as i64).collect();
+    let (prefill, decode) = no_grad(|| -> Result<(f64, f64)> {
+        let mut caches = m.model.new_caches(1, args.prompt + args.decode, device)?;
+        let x = Tensor::from_vec(toks.clone(), &[1, args.prompt], device)?;
+        let t = Instant::now();
+        let mut logits = m.model.forward(&x, Some(&mut caches), false, 0)?;
+        let prefill = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        for _ in 0..args.decode {
+            let last = logits.narrow(1, logits.dims()[1] - 1, 1)?.to_vec_f64()?;
+            let next =
+                last.iter().enumerate().fold((0, f64::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0;
+            logits =
+                m.model.forward(&Tensor::from_vec(vec![next as i64], &[1, 1], device)?, Some(&mut caches), false, 0)?;
+        }
+        Ok((prefill, t.elapsed().as_secs_f64()))
+    })?;
+    let (pf, dc) = (args.prompt as f64 / prefill, args.decode as f64 / decode);
+    // weights streamed per decoded token: every parameter once, as stored in memory (f32 today)
+    let bytes = params as f64 * 4.0;
+    println!(
+        "kiln bench generate — {} ({:.1} M parameters, f32 in memory); prompt {} tokens, decode {} tokens, {} threads",
+        path.display(),
+        params as f64 / 1e6,
+        args.prompt,
+        args.decode,
+        args.threads
+    );
+    println!(
+        "kiln        prefill {pf:8.1} tok/s   decode {dc:7.1} tok/s   ({:.2} GB of weights per token → {:.1} GB/s)",
+        bytes / 1e9,
+        bytes * dc / 1e9
+    );
+    let is_gguf = path.extension().is_some_and(|e| e == "gguf");
+    if args.no_llama || !is_gguf {
+        return Ok(());
+    }
+    let out = Command::new("python3")
+        .args(["-c", LLAMA_SCRIPT])
+        .arg(&path)
+        .args([args.prompt.to_string(), args.decode.to_string(), args.threads.to_string()])
+        .output()
+        .context("running python3")?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        println!("llama.cpp   skipped: {}", err.lines().last().unwrap_or("llama_cpp does not import"));
+        return Ok(());
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("llama.cpp script output")?;
+    let (lp, ld) = (v["prefill_tok_s"].as_f64().unwrap_or(0.0), v["decode_tok_s"].as_f64().unwrap_or(0.0));
+    println!("llama.cpp   prefill {lp:8.1} tok/s   decode {ld:7.1} tok/s   (same GGUF, quantized in memory)");
+    println!("kiln / llama.cpp: prefill {:.2}×, decode {:.2}×", pf / lp.max(1e-9), dc / ld.max(1e-9));
+    Ok(())
+}
