@@ -15,5 +15,5 @@ pub mod norm;
 pub mod position;
 
 pub use embedding::Embedding;
-pub use init::Init;
+pub use init::{Init, SkipInitGuard};
 pub use linear::Linear;

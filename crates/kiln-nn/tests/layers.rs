@@ -111,3 +111,19 @@ fn bad_configs_are_errors() {
     let x = Tensor::zeros(&[1, 3, 40], DType::F32, &dev).unwrap();
     assert!(attn.forward(&x, None, None, false, 0).is_err());
 }
+
+#[test]
+fn skip_init_guard_zeroes_random_inits_on_this_thread_only() {
+    let dev = kiln_cpu::cpu();
+    let random = || kiln_nn::Init::Normal { std: 0.02 }.make(&[4, 4], 1, &dev).unwrap().to_vec::<f32>().unwrap();
+    let before = random();
+    assert!(before.iter().any(|&v| v != 0.0));
+    {
+        let _g = kiln_nn::SkipInitGuard::new();
+        assert!(random().iter().all(|&v| v == 0.0));
+        let ones = kiln_nn::Init::Ones.make(&[3], 0, &dev).unwrap().to_vec::<f32>().unwrap();
+        assert_eq!(ones, [1.0; 3], "only random inits are skipped");
+        assert!(std::thread::scope(|s| s.spawn(|| random().iter().any(|&v| v != 0.0)).join().unwrap()));
+    }
+    assert_eq!(random(), before, "restored after the guard drops");
+}

@@ -220,7 +220,11 @@ impl Gpt {
         let device = tensors_device(tensors)?.clone();
         cfg.validate()?;
         check_size(cfg.num_params(), tensors)?;
-        let model = Gpt::new(cfg, 0, &device)?;
+        let model = {
+            // every parameter is overwritten below: skip drawing random numbers
+            let _skip = kiln_nn::SkipInitGuard::new();
+            Gpt::new(cfg, 0, &device)?
+        };
         let get = |name: &str| -> Result<Tensor> {
             let t = tensors
                 .get(name)
