@@ -29,16 +29,23 @@ pub fn run(from: &Path, to: &Path, format: Format, device: &Device) -> Result<()
             kiln_formats::convert_to_safetensors(&g, to, device)?;
         }
         (true, Format::Hf) => {
-            let m = generate::load_gguf(from, device)?;
-            write_hf(&m.model, Some(&m.tok), to)?;
-            let g = GgufFile::open(from)?;
-            let tokens = g.get_str_array("tokenizer.ggml.tokens")?;
-            let token = |k: &str| g.get_u64(k).ok().and_then(|i| tokens.get(i as usize)).map(|s| s.to_string());
+            let g = GgufFile::open(from).with_context(|| format!("opening {}", from.display()))?;
+            let m = generate::load_gguf(&g, from, device)?;
+            // the special token ids, so transformers' generate stops where llama.cpp would
+            let ids: Vec<(&str, serde_json::Value)> = [
+                ("bos_token_id", "tokenizer.ggml.bos_token_id"),
+                ("eos_token_id", "tokenizer.ggml.eos_token_id"),
+                ("pad_token_id", "tokenizer.ggml.padding_token_id"),
+            ]
+            .into_iter()
+            .filter_map(|(key, id)| g.get_u64(id).ok().map(|v| (key, v.into())))
+            .collect();
+            write_hf(&m.model, Some(&m.tok), to, &ids)?;
             let mut cfg = serde_json::json!({ "tokenizer_class": "PreTrainedTokenizerFast" });
             for (key, id) in
                 [("bos_token", "tokenizer.ggml.bos_token_id"), ("eos_token", "tokenizer.ggml.eos_token_id")]
             {
-                if let Some(t) = token(id) {
+                if let Some(t) = generate::gguf_special(&g, id) {
                     cfg[key] = t.into();
                 }
             }
@@ -46,19 +53,6 @@ pub fn run(from: &Path, to: &Path, format: Format, device: &Device) -> Result<()
                 cfg["chat_template"] = src.into();
             }
             write_atomic(&to.join("tokenizer_config.json"), &serde_json::to_string_pretty(&cfg)?)?;
-            // the special token ids, so transformers' generate stops where llama.cpp would
-            let path = to.join("config.json");
-            let mut model_cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
-            for (key, id) in [
-                ("bos_token_id", "tokenizer.ggml.bos_token_id"),
-                ("eos_token_id", "tokenizer.ggml.eos_token_id"),
-                ("pad_token_id", "tokenizer.ggml.padding_token_id"),
-            ] {
-                if let Ok(v) = g.get_u64(id) {
-                    model_cfg[key] = v.into();
-                }
-            }
-            write_atomic(&path, &serde_json::to_string_pretty(&model_cfg)?)?;
         }
         (false, Format::Hf) => {
             anyhow::ensure!(from.is_dir(), "{}: not a .gguf file or a kiln run directory", from.display());
@@ -69,7 +63,7 @@ pub fn run(from: &Path, to: &Path, format: Format, device: &Device) -> Result<()
                     "note: a character-level tokenizer has no Hugging Face form; writing weights and config only"
                 );
             }
-            write_hf(&model, tok.as_ref(), to)?;
+            write_hf(&model, tok.as_ref(), to, &[])?;
         }
         (false, Format::Safetensors) => {
             anyhow::bail!("--to-format safetensors converts .gguf files; a kiln run already holds safetensors")
@@ -79,8 +73,8 @@ pub fn run(from: &Path, to: &Path, format: Format, device: &Device) -> Result<()
     Ok(())
 }
 
-fn write_hf(model: &Gpt, tok: Option<&Tokenizer>, to: &Path) -> Result<()> {
-    model.save_hf_dir(to).with_context(|| format!("writing {}", to.display()))?;
+fn write_hf(model: &Gpt, tok: Option<&Tokenizer>, to: &Path, extra: &[(&str, serde_json::Value)]) -> Result<()> {
+    model.save_hf_dir(to, extra).with_context(|| format!("writing {}", to.display()))?;
     if let Some(t) = tok {
         t.save(&to.join("tokenizer.json"))?;
     }

@@ -43,11 +43,17 @@ pub fn load_hf(dir: &Path, device: &Device) -> Result<(Gpt, Tokenizer)> {
     Ok((model, tok))
 }
 
-/// A llama.cpp GGUF file (LLaMA architecture): weights dequantized to f32, the tokenizer and
-/// chat template from its metadata, and its end-of-sequence token.
-pub fn load_gguf(path: &Path, device: &Device) -> Result<Loaded> {
-    let g = GgufFile::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let model = Gpt::from_gguf(&g, device).with_context(|| format!("loading {}", path.display()))?;
+/// The text of the token whose id the metadata key `key` holds (e.g.
+/// `tokenizer.ggml.eos_token_id`), if both exist.
+pub fn gguf_special(g: &GgufFile, key: &str) -> Option<String> {
+    let id = usize::try_from(g.get_u64(key).ok()?).ok()?;
+    g.get_str_array("tokenizer.ggml.tokens").ok()?.get(id).map(|s| s.to_string())
+}
+
+/// A llama.cpp GGUF file (LLaMA architecture; `path` names it in errors): weights dequantized
+/// to f32, the tokenizer and chat template from its metadata, and its end-of-sequence token.
+pub fn load_gguf(g: &GgufFile, path: &Path, device: &Device) -> Result<Loaded> {
+    let model = Gpt::from_gguf(g, device).with_context(|| format!("loading {}", path.display()))?;
     let strings = |k: &str| -> Result<Vec<String>> {
         Ok(g.get_str_array(k)
             .with_context(|| format!("{}: {k}", path.display()))?
@@ -61,19 +67,20 @@ pub fn load_gguf(path: &Path, device: &Device) -> Result<Loaded> {
         "{}: tokenizer.ggml.model {kind:?} (kiln reads byte-level BPE, \"gpt2\")",
         path.display()
     );
-    let tokens = strings("tokenizer.ggml.tokens")?;
     let types = g.get_i32_array("tokenizer.ggml.token_type").unwrap_or_default();
     let tok = Tokenizer::from_gguf_vocab(
-        &tokens,
+        &strings("tokenizer.ggml.tokens")?,
         &strings("tokenizer.ggml.merges")?,
         &types,
         g.get_str("tokenizer.ggml.pre").unwrap_or("default"),
     )?;
-    let token = |k: &str| g.get_u64(k).ok().and_then(|i| tokens.get(i as usize).cloned()).unwrap_or_default();
+    let special = |k: &str| gguf_special(g, k).unwrap_or_default();
     let chat = match g.get_str("tokenizer.chat_template") {
-        Ok(src) => {
-            Some(ChatTemplate::new(src, &token("tokenizer.ggml.bos_token_id"), &token("tokenizer.ggml.eos_token_id"))?)
-        }
+        Ok(src) => Some(ChatTemplate::new(
+            src,
+            &special("tokenizer.ggml.bos_token_id"),
+            &special("tokenizer.ggml.eos_token_id"),
+        )?),
         Err(_) => None,
     };
     let stop = g.get_u64("tokenizer.ggml.eos_token_id").ok().map(|i| i as u32).into_iter().collect();
@@ -103,7 +110,8 @@ pub struct Loaded {
 /// `tokenizer_config.json` may carry a `chat_template` and `eos_token`).
 pub fn load_model(path: &Path, device: &Device) -> Result<Loaded> {
     if path.is_file() && path.extension().is_some_and(|e| e == "gguf") {
-        return load_gguf(path, device);
+        let g = GgufFile::open(path).with_context(|| format!("opening {}", path.display()))?;
+        return load_gguf(&g, path, device);
     }
     anyhow::ensure!(path.is_dir(), "{}: not a .gguf file or a checkpoint directory", path.display());
     let (model, tok) = load_hf(path, device)?;

@@ -79,9 +79,8 @@ pub fn load_bytes(
     path: &Path,
     device: &Device,
 ) -> Result<(Vec<(String, Tensor)>, HashMap<String, String>)> {
-    let map = bytes;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(map).map_err(|e| io_err(path, e))?;
-    let st = safetensors::SafeTensors::deserialize(map).map_err(|e| io_err(path, e))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| io_err(path, e))?;
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| io_err(path, e))?;
     let mut out = Vec::new();
     let mut names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
     names.sort();

@@ -131,7 +131,7 @@ fn export_reproduces_the_transformers_checkpoint() {
             assert_eq!(max_abs(t, o), 0.0, "{dir}: {name} differs");
         }
         let out = tempfile::tempdir().unwrap();
-        model.save_hf_dir(out.path()).unwrap();
+        model.save_hf_dir(out.path(), &[]).unwrap();
         let cfg: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.path().join("config.json")).unwrap()).unwrap();
         assert_eq!(GptConfig::from_hf(&cfg).unwrap(), model.cfg);

@@ -60,10 +60,10 @@ pub fn run(args: &GenerateBench, device: &Device) -> Result<()> {
         let mut logits = m.model.forward(&x, Some(&mut caches), false, 0)?;
         let prefill = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        for _ in 0..args.decode {
-            let last = logits.narrow(1, logits.dims()[1] - 1, 1)?.to_vec_f64()?;
-            let next =
-                last.iter().enumerate().fold((0, f64::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0;
+        let greedy = kiln_infer::Sampler { temperature: 0.0, ..Default::default() };
+        for i in 0..args.decode {
+            let last = logits.narrow(1, logits.dims()[1] - 1, 1)?.to_vec::<f32>()?;
+            let next = greedy.sample(&last, i as u64)?;
             logits =
                 m.model.forward(&Tensor::from_vec(vec![next as i64], &[1, 1], device)?, Some(&mut caches), false, 0)?;
         }

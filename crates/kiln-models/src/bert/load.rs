@@ -117,14 +117,8 @@ impl Bert {
                 cfg.num_hidden_layers
             )));
         }
-        // refuse a config larger than the checkpoint before allocating it
-        let held: usize = tensors.values().map(|t| t.numel()).sum();
-        if cfg.num_params(pooler) > crate::gpt::max_params_for(held) {
-            return Err(bad(format!(
-                "{source}: the config describes {} parameters, far more than the {held} values the checkpoint holds",
-                cfg.num_params(pooler)
-            )));
-        }
+        // refuse a config far larger than the checkpoint before allocating it
+        crate::gpt::check_size(cfg.num_params(pooler), tensors).map_err(|e| bad(format!("{source}: {e}")))?;
         let model = Bert::build(cfg, pooler, false, 0, device)?;
         model.load_hf_weights(tensors, source)?;
         Ok(model)

@@ -264,11 +264,12 @@ impl Gpt {
 
 /// A config asking for far more parameters than the checkpoint holds (a corrupt or hostile
 /// `config.json`) is refused before anything is allocated, so memory stays bounded by the size
-/// of the weight files. Smaller mismatches (a missing or mis-shaped tensor) pass here and are
-/// reported by name when the tensors are mapped.
+/// of the weight files: at most `2·held + 2²⁰` parameters for `held` checkpoint values. Smaller
+/// mismatches (a missing or mis-shaped tensor) pass here and are reported by name when the
+/// tensors are mapped. Shared by the decoder and BERT loaders.
 pub(crate) fn check_size(needed: usize, tensors: &HashMap<String, Tensor>) -> Result<()> {
     let held: usize = tensors.values().map(|t| t.numel()).sum();
-    if needed > max_params_for(held) {
+    if needed > held.saturating_mul(2).saturating_add(1 << 20) {
         return Err(Error::Invalid {
             op: "hf checkpoint",
             msg: format!(
@@ -277,12 +278,6 @@ pub(crate) fn check_size(needed: usize, tensors: &HashMap<String, Tensor>) -> Re
         });
     }
     Ok(())
-}
-
-/// The most parameters a model built for a checkpoint of `held` values may allocate:
-/// `2·held + 2²⁰`.
-pub fn max_params_for(held: usize) -> usize {
-    held.saturating_mul(2).saturating_add(1 << 20)
 }
 
 fn tensors_device(tensors: &HashMap<String, Tensor>) -> Result<&Device> {
@@ -376,10 +371,15 @@ impl Gpt {
         Ok(out)
     }
 
-    /// Writes an HF checkpoint directory: `config.json` and `model.safetensors` (atomically).
-    pub fn save_hf_dir(&self, dir: &Path) -> Result<()> {
+    /// Writes an HF checkpoint directory: `config.json` (with the `extra` keys added, e.g. the
+    /// special token ids) and `model.safetensors`, each atomically.
+    pub fn save_hf_dir(&self, dir: &Path, extra: &[(&str, Value)]) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| bad(dir, e))?;
-        let cfg = serde_json::to_string_pretty(&self.cfg.to_hf()?).map_err(|e| bad(dir, e))?;
+        let mut cfg = self.cfg.to_hf()?;
+        for (k, v) in extra {
+            cfg[*k] = v.clone();
+        }
+        let cfg = serde_json::to_string_pretty(&cfg).map_err(|e| bad(dir, e))?;
         let tmp = dir.join(".config.json.tmp");
         std::fs::write(&tmp, cfg).map_err(|e| bad(&tmp, e))?;
         std::fs::rename(&tmp, dir.join("config.json")).map_err(|e| bad(dir, e))?;

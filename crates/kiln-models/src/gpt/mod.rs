@@ -14,7 +14,8 @@ mod hf;
 
 pub use config::{GptConfig, MlpKind, NormKind, PositionKind};
 pub use gguf::{config_from_gguf, hf_tensors_from_gguf};
-pub use hf::{load_hf_tensors, max_params_for, HF_MODEL_TYPES};
+pub(crate) use hf::check_size;
+pub use hf::{load_hf_tensors, HF_MODEL_TYPES};
 
 use kiln_core::module::{join, Module};
 use kiln_core::{DType, Device, Error, Result, Tensor};
