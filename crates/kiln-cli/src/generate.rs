@@ -50,10 +50,10 @@ pub fn gguf_special(g: &GgufFile, key: &str) -> Option<String> {
     g.get_str_array("tokenizer.ggml.tokens").ok()?.get(id).map(|s| s.to_string())
 }
 
-/// A llama.cpp GGUF file (LLaMA architecture; `path` names it in errors): weights dequantized
-/// to f32, the tokenizer and chat template from its metadata, and its end-of-sequence token.
+/// A llama.cpp GGUF file (LLaMA architecture; `path` names it in errors): projection and
+/// embedding weights kept quantized in memory (norms in f32), the tokenizer and chat template from its metadata, and its end-of-sequence token.
 pub fn load_gguf(g: &GgufFile, path: &Path, device: &Device) -> Result<Loaded> {
-    let model = Gpt::from_gguf(g, device).with_context(|| format!("loading {}", path.display()))?;
+    let (model, _) = Gpt::from_gguf_quantized(g, device).with_context(|| format!("loading {}", path.display()))?;
     let strings = |k: &str| -> Result<Vec<String>> {
         Ok(g.get_str_array(k)
             .with_context(|| format!("{}: {k}", path.display()))?

@@ -14,6 +14,7 @@ mod error;
 pub mod gradcheck;
 pub mod module;
 pub mod ops;
+pub mod quant;
 pub mod safetensors;
 pub mod shape;
 mod tensor;

@@ -29,4 +29,4 @@ pub mod quant;
 
 pub use error::{FormatError, Result};
 pub use gguf::{convert_to_safetensors, Array, GgufFile, TensorInfo, Value, ValueType};
-pub use quant::GgmlType;
+pub use quant::{GgmlType, QMatrix};

@@ -1,8 +1,17 @@
-//! [`Linear`]: `y = x·Wᵀ + b` (book ch. 4 "fully connected layer").
+//! [`Linear`]: `y = x·Wᵀ + b` (book ch. 4 "fully connected layer"), with `W` either an f32
+//! tensor (trainable) or, for inference, a quantized matrix multiplied without materialising it
+//! (seed 004 "quantization": decoding streams the weight bytes once per token, so fewer bytes
+//! per weight is proportionally faster).
 
 use crate::Init;
 use kiln_core::module::{join, Module};
-use kiln_core::{Device, Result, Tensor};
+use kiln_core::quant::QuantMatrix;
+use kiln_core::{DType, Device, Error, Result, Tensor};
+use std::sync::Arc;
+
+/// Input rows up to which a quantized layer multiplies block by block (decoding); above it the
+/// weight is dequantized once per call and the product goes through the GEMM (prompts).
+const QUANT_ROWS_MAX: usize = 8;
 
 /// A fully connected layer with PyTorch's weight layout.
 ///
@@ -10,10 +19,12 @@ use kiln_core::{Device, Result, Tensor};
 /// `weight`: (out, in); `bias`: (out); input (…, in) → output (…, out).
 #[derive(Clone, Debug)]
 pub struct Linear {
-    /// (out, in).
+    /// (out, in); an empty placeholder when `quant` holds the weight.
     pub weight: Tensor,
     /// (out), when present.
     pub bias: Option<Tensor>,
+    /// The weight kept quantized (inference only; no gradient flows to it).
+    pub quant: Option<Arc<dyn QuantMatrix>>,
 }
 
 impl Linear {
@@ -22,18 +33,66 @@ impl Linear {
         Ok(Linear {
             weight: Init::Normal { std }.make(&[d_out, d_in], seed, device)?,
             bias: if bias { Some(Init::Zeros.make(&[d_out], seed, device)?) } else { None },
+            quant: None,
         })
+    }
+
+    /// Replaces the f32 weight by the quantized `q` (same (out, in) shape), freeing the f32 copy.
+    pub fn quantize(&mut self, q: Arc<dyn QuantMatrix>) -> Result<()> {
+        let (rows, cols) = q.shape();
+        if self.weight.dims() != [rows, cols] {
+            return Err(Error::ShapeMismatch {
+                op: "Linear::quantize",
+                lhs: self.weight.dims().to_vec(),
+                rhs: vec![rows, cols],
+            });
+        }
+        self.weight = Tensor::zeros(&[0], DType::F32, self.weight.device())?;
+        self.quant = Some(q);
+        Ok(())
     }
 
     /// `x·Wᵀ + b`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.linear(&self.weight, self.bias.as_ref())
+        match &self.quant {
+            None => x.linear(&self.weight, self.bias.as_ref()),
+            Some(q) => quant_forward(x, q.as_ref(), self.bias.as_ref()),
+        }
+    }
+}
+
+/// `x (…, in) · Wᵀ + b` with a quantized `W`: block by block for a few rows, through the GEMM
+/// on the dequantized weight for many.
+fn quant_forward(x: &Tensor, q: &dyn QuantMatrix, bias: Option<&Tensor>) -> Result<Tensor> {
+    let (rows, cols) = q.shape();
+    let r = x.rank();
+    if r == 0 || x.dims()[r - 1] != cols {
+        return Err(Error::ShapeMismatch { op: "Linear (quantized)", lhs: x.dims().to_vec(), rhs: vec![rows, cols] });
+    }
+    let m = x.numel() / cols;
+    let mut out_shape = x.dims().to_vec();
+    out_shape[r - 1] = rows;
+    let y = if m <= QUANT_ROWS_MAX {
+        let xs = x.to_dtype(DType::F32)?.contiguous()?.to_vec::<f32>()?;
+        let mut out = vec![0f32; m * rows];
+        q.matmul_t(&xs, m, &mut out)?;
+        Tensor::from_vec(out, &out_shape, x.device())?
+    } else {
+        let w = Tensor::from_vec(q.dequantize()?, &[rows, cols], x.device())?;
+        return x.linear(&w, bias);
+    };
+    match bias {
+        Some(b) => y.add(b),
+        None => Ok(y),
     }
 }
 
 impl Module for Linear {
+    /// `weight` (unless quantized: a quantized weight is not a trainable parameter), `bias`.
     fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
-        f(&join(prefix, "weight"), &self.weight);
+        if self.quant.is_none() {
+            f(&join(prefix, "weight"), &self.weight);
+        }
         if let Some(b) = &self.bias {
             f(&join(prefix, "bias"), b);
         }

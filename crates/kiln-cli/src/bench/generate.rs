@@ -7,6 +7,7 @@
 use crate::generate;
 use anyhow::{Context, Result};
 use kiln_core::{no_grad, Device, Module, Tensor};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -51,7 +52,20 @@ pub fn run(args: &GenerateBench, device: &Device) -> Result<()> {
     let m = generate::load_model(&path, device)?;
     let n = m.model.cfg.n_positions;
     anyhow::ensure!(args.prompt + args.decode <= n, "prompt + decode exceed the model's context of {n}");
+    // bytes of weights streamed per decoded token: f32 parameters + quantized matrices
     let params = m.model.num_params();
+    let mut quant_bytes = 0usize;
+    let mut quant_params = 0usize;
+    for blk in &m.model.h {
+        let mut lins = vec![&blk.attn.c_attn, &blk.attn.c_proj];
+        if let kiln_models::gpt::FeedForward::SwiGlu(s) = &blk.mlp {
+            lins.extend([&s.gate, &s.up, &s.down]);
+        }
+        for q in lins.into_iter().filter_map(|l| l.quant.as_ref()) {
+            quant_bytes += q.bytes();
+            quant_params += q.shape().0 * q.shape().1;
+        }
+    }
     let toks: Vec<i64> = (0..args.prompt).map(|i| ((i * 7919) % 1000 + 100) as i64).collect();
     let (prefill, decode) = no_grad(|| -> Result<(f64, f64)> {
         let mut caches = m.model.new_caches(1, args.prompt + args.decode, device)?;
@@ -70,12 +84,12 @@ pub fn run(args: &GenerateBench, device: &Device) -> Result<()> {
         Ok((prefill, t.elapsed().as_secs_f64()))
     })?;
     let (pf, dc) = (args.prompt as f64 / prefill, args.decode as f64 / decode);
-    // weights streamed per decoded token: every parameter once, as stored in memory (f32 today)
-    let bytes = params as f64 * 4.0;
+    let bytes = params as f64 * 4.0 + quant_bytes as f64;
     println!(
-        "kiln bench generate — {} ({:.1} M parameters, f32 in memory); prompt {} tokens, decode {} tokens, {} threads",
+        "kiln bench generate — {} ({:.1} M parameters, {:.1} M of them quantized in memory); prompt {} tokens, decode {} tokens, {} threads",
         path.display(),
-        params as f64 / 1e6,
+        (params + quant_params) as f64 / 1e6,
+        quant_params as f64 / 1e6,
         args.prompt,
         args.decode,
         args.threads

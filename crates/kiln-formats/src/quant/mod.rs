@@ -15,8 +15,10 @@ mod float;
 mod ggml_type;
 mod kquants;
 mod legacy;
+mod matrix;
 
 pub use ggml_type::{GgmlType, QK, QK_K};
+pub use matrix::QMatrix;
 
 use crate::error::{FormatError, Result};
 use rayon::prelude::*;

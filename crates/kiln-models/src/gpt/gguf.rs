@@ -10,8 +10,9 @@
 
 use super::{Gpt, GptConfig};
 use kiln_core::{DType, Device, Error, Result, Tensor};
-use kiln_formats::GgufFile;
+use kiln_formats::{GgufFile, QMatrix};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 fn bad(msg: String) -> Error {
     Error::Invalid { op: "gguf model", msg }
@@ -109,5 +110,52 @@ impl Gpt {
     pub fn from_gguf(g: &GgufFile, device: &Device) -> Result<Gpt> {
         let (cfg, tensors) = hf_tensors_from_gguf(g, device)?;
         Gpt::from_hf_tensors(cfg, &tensors)
+    }
+}
+
+/// Row order of llama.cpp's q/k permutation undone on `rows` rows in `heads` heads: new row
+/// (h, pair, i) is old row (h, i, pair) — the same reordering [`unpermute`] does on f32 rows.
+fn unpermuted_rows(part: usize, rows: usize, heads: usize) -> Vec<(usize, usize)> {
+    let d = rows / heads.max(1);
+    (0..rows)
+        .map(|new| {
+            let (h, rest) = (new / d, new % d);
+            let (pair, i) = (rest / (d / 2), rest % (d / 2));
+            (part, h * d + 2 * i + pair)
+        })
+        .collect()
+}
+
+impl Gpt {
+    /// Loads a GGUF LLaMA-architecture model keeping its projection matrices quantized in memory
+    /// (attention q/k/v/o and the SwiGLU's gate/up/down: the bulk of the weights), multiplied
+    /// block by block when decoding ([`kiln_nn::Linear::quantize`]); embeddings and norms are
+    /// f32. A layer whose q/k/v differ in block type keeps an f32 `c_attn`. Returns the model and
+    /// the number of matrices kept quantized.
+    pub fn from_gguf_quantized(g: &GgufFile, device: &Device) -> Result<(Gpt, usize)> {
+        let mut model = Gpt::from_gguf(g, device)?;
+        let (h, hkv) = (model.cfg.n_head, model.cfg.n_kv_head);
+        let q = |name: String| QMatrix::from_gguf(g, &name).map_err(|e| bad(format!("{name}: {e}")));
+        let mut count = 0;
+        for (i, blk) in model.h.iter_mut().enumerate() {
+            let p = |t: &str| format!("blk.{i}.{t}.weight");
+            let (wq, wk, wv) = (q(p("attn_q"))?, q(p("attn_k"))?, q(p("attn_v"))?);
+            let mut order = unpermuted_rows(0, wq.shape_rows(), h);
+            order.extend(unpermuted_rows(1, wk.shape_rows(), hkv));
+            order.extend((0..wv.shape_rows()).map(|r| (2, r)));
+            if let Ok(qkv) = QMatrix::gather_rows(&[&wq, &wk, &wv], &order) {
+                blk.attn.c_attn.quantize(Arc::new(qkv))?;
+                count += 1;
+            }
+            blk.attn.c_proj.quantize(Arc::new(q(p("attn_output"))?))?;
+            count += 1;
+            if let super::FeedForward::SwiGlu(mlp) = &mut blk.mlp {
+                mlp.gate.quantize(Arc::new(q(p("ffn_gate"))?))?;
+                mlp.up.quantize(Arc::new(q(p("ffn_up"))?))?;
+                mlp.down.quantize(Arc::new(q(p("ffn_down"))?))?;
+                count += 3;
+            }
+        }
+        Ok((model, count))
     }
 }
