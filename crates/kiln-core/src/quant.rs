@@ -16,8 +16,11 @@ pub trait QuantMatrix: Send + Sync + std::fmt::Debug {
     /// Bytes held in memory.
     fn bytes(&self) -> usize;
     /// `out (m, rows) = x (m, cols) · Wᵀ`, row-major f32, each weight row dequantized once into a
-    /// per-thread scratch row and dotted with the `m` input rows.
+    /// per-thread scratch row (or dotted with 8-bit quantized inputs in integers) and dotted with
+    /// the `m` input rows.
     fn matmul_t(&self, x: &[f32], m: usize, out: &mut [f32]) -> Result<()>;
+    /// Row `r` in f32 into `out` (`cols` values): embedding lookups from a quantized table.
+    fn dequantize_row(&self, r: usize, out: &mut [f32]) -> Result<()>;
     /// The whole matrix in f32 (row-major), for large products that go through the GEMM.
     fn dequantize(&self) -> Result<Vec<f32>>;
 }

@@ -56,14 +56,14 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match &self.quant {
             None => x.linear(&self.weight, self.bias.as_ref()),
-            Some(q) => quant_forward(x, q.as_ref(), self.bias.as_ref()),
+            Some(q) => quantized_linear(x, q.as_ref(), self.bias.as_ref()),
         }
     }
 }
 
-/// `x (…, in) · Wᵀ + b` with a quantized `W`: block by block for a few rows, through the GEMM
-/// on the dequantized weight for many.
-fn quant_forward(x: &Tensor, q: &dyn QuantMatrix, bias: Option<&Tensor>) -> Result<Tensor> {
+/// `x (…, in) · Wᵀ + b` with a quantized `W` (rows, cols) = (out, in), inference only (no
+/// gradient): block by block for a few rows, through the GEMM on the dequantized weight for many.
+pub fn quantized_linear(x: &Tensor, q: &dyn QuantMatrix, bias: Option<&Tensor>) -> Result<Tensor> {
     let (rows, cols) = q.shape();
     let r = x.rank();
     if r == 0 || x.dims()[r - 1] != cols {

@@ -1,15 +1,15 @@
 //! [`QMatrix`]: a ggml-quantized weight matrix kept as its blocks, implementing
-//! [`kiln_core::quant::QuantMatrix`]: `y = x·Wᵀ` dequantizes each weight row once (into a
-//! per-task scratch row) and dots it with every input row, rows split over rayon's threads, so
-//! memory traffic is the quantized bytes (Q4_1: 0.625 bytes per weight instead of 4).
+//! [`kiln_core::quant::QuantMatrix`]: `y = x·Wᵀ` never materialises `W`. For Q4_1 and Q8_0 the
+//! input rows are quantized to 8 bits once and each weight row is dotted with them in integers
+//! (`vec_dot.rs`); other types dequantize each weight row once into a per-task scratch row. Rows
+//! are split over rayon's threads, and every weight byte is read once per product, so a decoding
+//! step streams the quantized bytes (Q4_1: 0.625 bytes per weight instead of 4).
 
+use super::vec_dot::{dot_rows, has_int_kernel, Q8Row};
 use super::{dequantize_into, dequantize_row_into, GgmlType};
 use crate::{FormatError, Result};
 use kiln_core::quant::QuantMatrix;
 use rayon::prelude::*;
-
-/// Weight rows handled per rayon task.
-const ROWS_PER_TASK: usize = 16;
 
 /// A (rows, cols) matrix of ggml blocks, row-major; each row is `cols / block` blocks.
 #[derive(Clone, Debug)]
@@ -92,47 +92,22 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// f16 from two little-endian bytes, as f32.
-fn f16_at(b: &[u8], i: usize) -> f32 {
-    half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
+/// The integer kernel's status as a result (`false` means the sizes QMatrix checked disagreed,
+/// which would be a bug here rather than bad input).
+fn check_kernel(ok: bool, ty: GgmlType) -> kiln_core::Result<()> {
+    if ok {
+        Ok(())
+    } else {
+        Err(kiln_core::Error::Invalid { op: "QMatrix::matmul_t", msg: format!("{} kernel refused its sizes", ty.name()) })
+    }
 }
 
-/// `Σ_k W[row, k]·x[k]` straight from the blocks for Q4_1 (20 bytes → 32 weights: f16 d, f16 m,
-/// 16 bytes of nibbles, weight j in the low nibble of byte j and weight j + 16 in its high
-/// nibble; w = d·q + m) and Q8_0 (34 bytes → 32 weights: f16 d, 32 × i8; w = d·q): per block
-/// `d·Σ q·x (+ m·Σ x)`, no dequantized row. Other types: `None`.
-fn fused_dot(ty: GgmlType, row: &[u8], x: &[f32]) -> Option<f32> {
-    match ty {
-        GgmlType::Q4_1 => Some(
-            row.chunks_exact(20)
-                .zip(x.chunks_exact(32))
-                .map(|(b, xs)| {
-                    let (d, m) = (f16_at(b, 0), f16_at(b, 2));
-                    let (mut lo, mut hi, mut sx) = ([0f32; 16], [0f32; 16], [0f32; 16]);
-                    for j in 0..16 {
-                        let q = b[4 + j];
-                        lo[j] = (q & 0x0F) as f32 * xs[j];
-                        hi[j] = (q >> 4) as f32 * xs[j + 16];
-                        sx[j] = xs[j] + xs[j + 16];
-                    }
-                    let (lo, hi, sx): (f32, f32, f32) = (lo.iter().sum(), hi.iter().sum(), sx.iter().sum());
-                    d * (lo + hi) + m * sx
-                })
-                .sum(),
-        ),
-        GgmlType::Q8_0 => Some(
-            row.chunks_exact(34)
-                .zip(x.chunks_exact(32))
-                .map(|(b, xs)| {
-                    let mut acc = [0f32; 32];
-                    for j in 0..32 {
-                        acc[j] = (b[2 + j] as i8) as f32 * xs[j];
-                    }
-                    f16_at(b, 0) * acc.iter().sum::<f32>()
-                })
-                .sum(),
-        ),
-        _ => None,
+/// `out (m, rows)` = transpose of `src (rows, m)`.
+fn transpose_into(src: &[f32], rows: usize, m: usize, out: &mut [f32]) {
+    for r in 0..rows {
+        for i in 0..m {
+            out[i * rows + r] = src[r * m + i];
+        }
     }
 }
 
@@ -154,36 +129,65 @@ impl QuantMatrix for QMatrix {
         if x.len() != m * cols || out.len() != m * rows {
             return Err(kiln_core::Error::ShapeMismatch {
                 op: "QMatrix::matmul_t",
-                lhs: vec![m, cols],
+                lhs: vec![x.len() / cols.max(1), cols],
                 rhs: vec![rows, cols],
             });
         }
-        // (rows, m) results per task, transposed into out (m, rows) afterwards
-        let mut cols_major = vec![0f32; rows * m];
-        cols_major.par_chunks_mut(ROWS_PER_TASK * m).enumerate().try_for_each(|(t, chunk)| {
-            let fused = matches!(self.ty, GgmlType::Q4_1 | GgmlType::Q8_0);
-            let mut w = if fused { Vec::new() } else { vec![0f32; cols] };
+        if m == 0 {
+            return Ok(());
+        }
+        // rows per task: a few tasks per thread for balance, at least 16 rows of work each
+        let per_task = rows.div_ceil(4 * rayon::current_num_threads()).max(16);
+        if has_int_kernel(self.ty) {
+            // activations quantized once; each weight row streamed once and dotted with all m rows
+            let xq: Vec<Q8Row> = x
+                .chunks_exact(cols)
+                .map(|r| {
+                    let mut q = Q8Row::default();
+                    q.quantize_from(r);
+                    q
+                })
+                .collect();
+            let rb = self.row_bytes;
+            let run = |t: usize, chunk: &mut [f32]| {
+                let r0 = t * per_task;
+                let n = chunk.len() / m;
+                dot_rows(self.ty, &self.data[r0 * rb..(r0 + n) * rb], &xq, chunk)
+            };
+            if m == 1 {
+                // (rows, 1) is already out's layout
+                let ok = out.par_chunks_mut(per_task).enumerate().all(|(t, o)| run(t, o));
+                return check_kernel(ok, self.ty);
+            }
+            let mut rows_major = vec![0f32; rows * m]; // (rows, m)
+            let ok = rows_major.par_chunks_mut(per_task * m).enumerate().all(|(t, c)| run(t, c));
+            transpose_into(&rows_major, rows, m, out);
+            return check_kernel(ok, self.ty);
+        }
+        // other types: each weight row dequantized once into a per-task scratch row
+        let mut rows_major = vec![0f32; rows * m];
+        rows_major.par_chunks_mut(per_task * m).enumerate().try_for_each(|(t, chunk)| {
+            let mut w = vec![0f32; cols];
             for (j, res) in chunk.chunks_mut(m).enumerate() {
-                let r = t * ROWS_PER_TASK + j;
-                if fused {
-                    for (i, o) in res.iter_mut().enumerate() {
-                        *o = fused_dot(self.ty, self.row(r), &x[i * cols..(i + 1) * cols]).unwrap_or(0.0);
-                    }
-                    continue;
-                }
-                dequantize_row_into(self.ty, self.row(r), &mut w)?;
+                dequantize_row_into(self.ty, self.row(t * per_task + j), &mut w)?;
                 for (i, o) in res.iter_mut().enumerate() {
                     *o = dot(&x[i * cols..(i + 1) * cols], &w);
                 }
             }
             Ok::<(), FormatError>(())
         })?;
-        for r in 0..rows {
-            for i in 0..m {
-                out[i * rows + r] = cols_major[r * m + i];
-            }
-        }
+        transpose_into(&rows_major, rows, m, out);
         Ok(())
+    }
+
+    fn dequantize_row(&self, r: usize, out: &mut [f32]) -> kiln_core::Result<()> {
+        if r >= self.rows || out.len() != self.cols {
+            return Err(kiln_core::Error::Invalid {
+                op: "QMatrix::dequantize_row",
+                msg: format!("row {r} into {} values of a {}×{} matrix", out.len(), self.rows, self.cols),
+            });
+        }
+        Ok(dequantize_row_into(self.ty, self.row(r), out)?)
     }
 
     fn dequantize(&self) -> kiln_core::Result<Vec<f32>> {

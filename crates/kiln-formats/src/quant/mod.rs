@@ -16,6 +16,7 @@ mod ggml_type;
 mod kquants;
 mod legacy;
 mod matrix;
+pub mod vec_dot;
 
 pub use ggml_type::{GgmlType, QK, QK_K};
 pub use matrix::QMatrix;

@@ -66,7 +66,7 @@ pub struct BertEmbeddings {
 impl BertEmbeddings {
     fn new(cfg: &BertConfig, random: bool, seed: u64, device: &Device) -> Result<BertEmbeddings> {
         let c = cfg.hidden_size;
-        let table = |rows: usize, s: u64| weight(&[rows, c], random, s, device).map(|w| Embedding { weight: w });
+        let table = |rows: usize, s: u64| weight(&[rows, c], random, s, device).map(Embedding::from_weight);
         Ok(BertEmbeddings {
             word_embeddings: table(cfg.vocab_size, seed)?,
             position_embeddings: table(cfg.max_position_embeddings, seed.wrapping_add(1))?,

@@ -127,16 +127,20 @@ fn unpermuted_rows(part: usize, rows: usize, heads: usize) -> Vec<(usize, usize)
 }
 
 impl Gpt {
-    /// Loads a GGUF LLaMA-architecture model keeping its projection matrices quantized in memory
-    /// (attention q/k/v/o and the SwiGLU's gate/up/down: the bulk of the weights), multiplied
-    /// block by block when decoding ([`kiln_nn::Linear::quantize`]); embeddings and norms are
-    /// f32. A layer whose q/k/v differ in block type keeps an f32 `c_attn`. Returns the model and
+    /// Loads a GGUF LLaMA-architecture model keeping its matrices quantized in memory (token
+    /// embeddings, attention q/k/v/o, the SwiGLU's gate/up/down, the output head: all but the
+    /// norms), multiplied block by block ([`kiln_nn::Linear::quantize`]); norms are f32. A layer whose q/k/v differ in block type keeps an f32 `c_attn`. Returns the model and
     /// the number of matrices kept quantized.
     pub fn from_gguf_quantized(g: &GgufFile, device: &Device) -> Result<(Gpt, usize)> {
         let mut model = Gpt::from_gguf(g, device)?;
         let (h, hkv) = (model.cfg.n_head, model.cfg.n_kv_head);
         let q = |name: String| QMatrix::from_gguf(g, &name).map_err(|e| bad(format!("{name}: {e}")));
-        let mut count = 0;
+        model.wte.quantize(Arc::new(q("token_embd.weight".into())?))?;
+        let mut count = 1;
+        if let Some(head) = &mut model.lm_head {
+            head.quantize(Arc::new(q("output.weight".into())?))?;
+            count += 1;
+        }
         for (i, blk) in model.h.iter_mut().enumerate() {
             let p = |t: &str| format!("blk.{i}.{t}.weight");
             let (wq, wk, wv) = (q(p("attn_q"))?, q(p("attn_k"))?, q(p("attn_v"))?);

@@ -271,7 +271,7 @@ impl Gpt {
         let x = self.ln_f.forward(&x)?;
         match &self.lm_head {
             Some(head) => head.forward(&x),
-            None => x.linear(&self.wte.weight, None),
+            None => self.wte.attend(&x),
         }
     }
 }

@@ -1,0 +1,68 @@
+//! Criterion benchmarks of the quantized matrix–vector product (decoding's inner loop) at
+//! SmolLM2-135M sizes: one (1536, 576) Q4_1/Q8_0 matrix that stays in cache (kernel speed), and
+//! the 210 Q4_1 matrices of a 30-layer model in turn (66 MB: the bytes one decoded token streams
+//! from memory). Throughput is in weight bytes, to compare with memory bandwidth.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // benchmarks abort on error by design
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use kiln_core::quant::QuantMatrix;
+use kiln_formats::{GgmlType, QMatrix};
+use std::hint::black_box;
+
+/// A (rows, cols) matrix of random blocks of `ty` with f16 scales in a sane range.
+fn matrix(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> QMatrix {
+    let mut z = seed | 1;
+    let mut data: Vec<u8> = (0..rows * cols / ty.block_size() * ty.type_size())
+        .map(|_| {
+            z ^= z << 13;
+            z ^= z >> 7;
+            z ^= z << 17;
+            z as u8
+        })
+        .collect();
+    for blk in data.chunks_exact_mut(ty.type_size()) {
+        blk[..2].copy_from_slice(&half::f16::from_f32(0.01).to_le_bytes());
+        if ty == GgmlType::Q4_1 {
+            blk[2..4].copy_from_slice(&half::f16::from_f32(-0.05).to_le_bytes());
+        }
+    }
+    QMatrix::new(ty, rows, cols, data).unwrap()
+}
+
+fn matvec(c: &mut Criterion) {
+    // this thread becomes one of the pool's workers (as in kiln's CLI), so each product forks
+    // from a worker instead of waking the pool from outside (RAYON_NUM_THREADS sets its size)
+    rayon::ThreadPoolBuilder::new().use_current_thread().build_global().unwrap();
+    let mut g = c.benchmark_group("qmatvec");
+    let x: Vec<f32> = (0..576).map(|i| (i as f32 * 0.37).sin()).collect();
+    for ty in [GgmlType::Q4_1, GgmlType::Q8_0] {
+        let w = matrix(ty, 1536, 576, 7);
+        let mut out = vec![0f32; 1536];
+        g.throughput(Throughput::Bytes(w.bytes() as u64));
+        g.bench_function(format!("{}_1536x576_cached", ty.name()), |b| {
+            b.iter(|| w.matmul_t(black_box(&x), 1, &mut out).unwrap())
+        });
+    }
+    // a whole model's projections, each read once per "token": memory-bound
+    let shapes = [(576, 576), (192, 576), (192, 576), (576, 576), (1536, 576), (1536, 576), (576, 1536)];
+    let layers: Vec<QMatrix> = (0..30)
+        .flat_map(|l| shapes.iter().enumerate().map(move |(i, &(r, c))| matrix(GgmlType::Q4_1, r, c, (l * 7 + i) as u64)))
+        .collect();
+    let bytes: usize = layers.iter().map(|m| m.bytes()).sum();
+    let xs: Vec<f32> = (0..1536).map(|i| (i as f32 * 0.11).cos()).collect();
+    let mut out = vec![0f32; 1536];
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g.bench_function("q4_1_30_layers_streamed", |b| {
+        b.iter(|| {
+            for m in &layers {
+                let (rows, cols) = m.shape();
+                m.matmul_t(black_box(&xs[..cols]), 1, &mut out[..rows]).unwrap();
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, matvec);
+criterion_main!(benches);
