@@ -92,6 +92,26 @@ impl Layout {
         numel(&self.shape)
     }
 
+    /// Whether a rank-4 (B, H, S, D) layout is *head-strided*: every (b, h) block of S·D
+    /// elements contiguous and the blocks evenly spaced, `hs ≥ S·D` apart in (b, h) order — a
+    /// contiguous tensor, or the first S of `max` positions of a (B, H, max, D) buffer. Returns
+    /// the block distance `hs`.
+    pub fn head_strided(&self) -> Option<usize> {
+        let (sh, st) = (self.shape(), self.strides());
+        let &[b, h, s, d] = sh else { return None };
+        if self.is_contiguous() {
+            return Some(s * d);
+        }
+        let inner = (d <= 1 || st[3] == 1) && (s <= 1 || st[2] == d);
+        let hs = if h > 1 { st[1] } else if b > 1 { st[0] } else { s * d };
+        (inner && hs >= s * d && (b <= 1 || h <= 1 || st[0] == h * hs)).then_some(hs)
+    }
+
+    /// [`Layout::head_strided`] as a predicate.
+    pub fn is_head_strided(&self) -> bool {
+        self.head_strided().is_some()
+    }
+
     /// True when the elements are laid out row-major without gaps (offset may be non-zero).
     pub fn is_contiguous(&self) -> bool {
         let mut acc = 1;

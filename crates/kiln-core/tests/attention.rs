@@ -228,3 +228,50 @@ fn packed_attention_matches_split_views() {
     let e = Tensor::packed_attention(&rand(&[5, 40], 84), 3, 1, None, &AttentionOpts::causal());
     assert!(matches!(e, Err(Error::BadShape { .. })));
 }
+
+/// Decoding shapes (T ≤ 4 query rows: the direct per-row kernel) against the reference, forward
+/// and backward, with causal offsets (S > T), GQA/MQA, a padding mask and odd lengths.
+#[test]
+fn few_query_rows_match_reference() {
+    for (t, s) in [(1, 1), (1, 7), (2, 64), (3, 130), (4, 5)] {
+        for hkv in [1, 2] {
+            let q = rand(&[2, 6, t, 16], 30 + t as u64);
+            let (k, v) = (rand(&[2, hkv, s, 16], 40 + s as u64), rand(&[2, hkv, s, 16], 50 + s as u64));
+            compare(&q, &k, &v, None, AttentionOpts::causal(), &format!("t {t} s {s} hkv {hkv} causal"));
+            compare(&q, &k, &v, None, AttentionOpts::new(), &format!("t {t} s {s} hkv {hkv}"));
+            let mut m = vec![0f32; 2 * s];
+            m[s + s / 2..].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
+            let mask = Tensor::from_vec(m, &[2, 1, 1, s], &kiln_cpu::cpu()).unwrap();
+            compare(&q, &k, &v, Some(&mask), AttentionOpts::causal(), &format!("t {t} s {s} hkv {hkv} masked"));
+        }
+    }
+}
+
+/// A KV cache's filled prefix — the first S of `max` positions of a (B, Hkv, max, D) buffer —
+/// is read in place (no copy) and gives exactly what its contiguous copy gives, on both the
+/// few-rows and the tiled path; layouts that are not head-strided are still accepted (copied).
+#[test]
+fn head_strided_kv_is_read_in_place() {
+    let (kb, vb) = (rand(&[2, 3, 100, 16], 60), rand(&[2, 3, 100, 16], 61));
+    let (k, v) = (kb.narrow(2, 0, 37).unwrap(), vb.narrow(2, 0, 37).unwrap());
+    assert!(!k.is_contiguous() && k.layout().head_strided() == Some(100 * 16));
+    assert!(k.transpose(2, 3).unwrap().layout().head_strided().is_none());
+    kiln_core::no_grad(|| {
+        for t in [1, 4, 9, 70] {
+            let q = rand(&[2, 6, t, 16], 62 + t as u64);
+            let opts = AttentionOpts::causal();
+            let a = Tensor::scaled_dot_product_attention(&q, &k, &v, None, &opts).unwrap();
+            let b = Tensor::scaled_dot_product_attention(&q, &k.copy().unwrap(), &v.copy().unwrap(), None, &opts)
+                .unwrap();
+            assert_eq!(a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap(), "t {t}");
+            let r = Tensor::attention_reference(&q, &k, &v, None, &opts).unwrap();
+            assert!(max_diff(&a, &r) < TOL, "t {t}");
+        }
+        // (B, Hkv, D, S) viewed as (B, Hkv, S, D): not head-strided, copied by the op
+        let kt = rand(&[2, 3, 16, 37], 63).transpose(2, 3).unwrap();
+        let q = rand(&[2, 6, 1, 16], 64);
+        let a = Tensor::scaled_dot_product_attention(&q, &kt, &v, None, &AttentionOpts::new()).unwrap();
+        let r = Tensor::attention_reference(&q, &kt, &v, None, &AttentionOpts::new()).unwrap();
+        assert!(max_diff(&a, &r) < TOL);
+    });
+}

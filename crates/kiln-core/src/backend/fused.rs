@@ -93,7 +93,10 @@ pub trait FusedOps {
     }
     /// Scaled-dot-product attention, `q` (B,H,T,D), `k`/`v` (B,Hkv,S,D) with `H % Hkv == 0`,
     /// optional additive `mask` already broadcast to (B,H,T,S). Returns `(out (B,H,T,D),
-    /// lse (B,H,T))`, the log-sum-exp of each score row, saved for the backward.
+    /// lse (B,H,T))`, the log-sum-exp of each score row, saved for the backward. `q` is
+    /// contiguous; `k` and `v` are contiguous or head-strided ([`crate::Layout::is_head_strided`]:
+    /// each (b, kv head) a contiguous (S, D) block, blocks `hs ≥ S·D` apart — the first S
+    /// positions of a KV cache, read in place).
     fn attention(
         &self,
         args: &AttentionArgs,

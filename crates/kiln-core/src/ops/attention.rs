@@ -141,7 +141,16 @@ impl Tensor {
             dropout_p: opts.dropout_p,
             seed: opts.seed,
         };
-        let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
+        // Without a gradient to compute, a head-strided k/v (a KV cache's filled prefix) is read
+        // in place; the backward wants them contiguous.
+        let tracked = crate::autograd::grad_enabled() && [q, k, v].iter().any(|t| t.requires_grad());
+        let hs = k.layout().head_strided();
+        let (k, v) = if !tracked && hs.is_some() && v.layout().head_strided() == hs {
+            (k.clone(), v.clone())
+        } else {
+            (k.contiguous()?, v.contiguous()?)
+        };
+        let q = q.contiguous()?;
         let mask = mask.map(|m| m.broadcast_as(&full)).transpose()?.map(|m| m.detach());
         let (out, lse) = kernel_fwd(&args, &q, &k, &v, mask.as_ref(), &full)?;
         let (qs, ks, vs, os) = (q.clone(), k.clone(), v.clone(), out.clone());

@@ -94,18 +94,21 @@ fn mm<T: KFloat>(
 }
 
 /// Problem geometry and the (strided) additive mask.
-struct Geo<'a, T> {
-    b: usize,
-    h: usize,
-    hkv: usize,
-    t: usize,
-    s: usize,
-    d: usize,
-    scale: T,
-    causal: bool,
-    keep: f64,
-    seed: u64,
-    mask: Option<(&'a [T], &'a Layout)>,
+pub(super) struct Geo<'a, T> {
+    pub(super) b: usize,
+    pub(super) h: usize,
+    pub(super) hkv: usize,
+    pub(super) t: usize,
+    pub(super) s: usize,
+    pub(super) d: usize,
+    /// Distance between consecutive (b, kv head) blocks of K and V: S·D when contiguous, more
+    /// for a KV cache's filled prefix (forward only).
+    pub(super) hs: usize,
+    pub(super) scale: T,
+    pub(super) causal: bool,
+    pub(super) keep: f64,
+    pub(super) seed: u64,
+    pub(super) mask: Option<(&'a [T], &'a Layout)>,
 }
 
 impl<T: Elem> Geo<'_, T> {
@@ -176,12 +179,31 @@ impl<T: Elem> Geo<'_, T> {
 }
 
 #[allow(clippy::type_complexity)]
-fn geometry<'a, T: Elem>(
+/// K or V from its first element, and its (b, kv head) block distance: a contiguous tensor, or
+/// (`strided`) a head-strided one (`Layout::head_strided`).
+fn kv_slice<'a, T: Elem>(a: Arg<'a>, strided: bool) -> Result<(&'a [T], usize)> {
+    let l = a.1;
+    let hs = l.head_strided().filter(|_| strided);
+    let (Some(hs), false) = (hs, l.is_contiguous()) else {
+        let sh = l.shape();
+        return Ok((T::slice("attention", a)?, sh.get(2).copied().unwrap_or(0) * sh.get(3).copied().unwrap_or(0)));
+    };
+    let sh = l.shape();
+    let bad = |msg: &str| Error::BadShape { op: "attention", shape: sh.to_vec(), msg: msg.into() };
+    let data = T::vec_of(a.0).ok_or_else(|| bad("k/v dtype must match q"))?;
+    let blocks = sh[0] * sh[1];
+    let end = if blocks == 0 { l.offset() } else { l.offset() + (blocks - 1) * hs + sh[2] * sh[3] };
+    Ok((data.get(l.offset()..end).ok_or_else(|| bad("layout exceeds storage"))?, hs))
+}
+
+/// Shapes, options and data of an attention call; `strided_kv` lets K and V be head-strided.
+pub(super) fn geometry<'a, T: Elem>(
     args: &AttentionArgs,
     q: Arg<'a>,
     k: Arg<'a>,
     v: Arg<'a>,
     mask: Option<Arg<'a>>,
+    strided_kv: bool,
 ) -> Result<(Geo<'a, T>, &'a [T], &'a [T], &'a [T])> {
     let (qs, ks, vs) = (q.1.shape(), k.1.shape(), v.1.shape());
     let bad = || Error::ShapeMismatch { op: "attention", lhs: qs.to_vec(), rhs: ks.to_vec() };
@@ -209,6 +231,10 @@ fn geometry<'a, T: Elem>(
             Some((data.as_slice(), ml))
         }
     };
+    let ((kd, hs), (vd, vhs)) = (kv_slice::<T>(k, strided_kv)?, kv_slice::<T>(v, strided_kv)?);
+    if hs != vhs {
+        return Err(Error::ShapeMismatch { op: "attention (k/v block strides)", lhs: vec![hs], rhs: vec![vhs] });
+    }
     let g = Geo {
         b: qs[0],
         h: qs[1],
@@ -216,13 +242,14 @@ fn geometry<'a, T: Elem>(
         t: qs[2],
         s: ks[2],
         d: qs[3],
+        hs,
         scale: T::c(args.scale),
         causal: args.causal,
         keep: 1.0 - args.dropout_p,
         seed: args.seed,
         mask,
     };
-    Ok((g, T::slice("attention", q)?, T::slice("attention", k)?, T::slice("attention", v)?))
+    Ok((g, T::slice("attention", q)?, kd, vd))
 }
 
 /// Forward scores tile, column-major (`st[j·BR + i]`, so the P·V product reads it unpacked):
@@ -242,7 +269,7 @@ fn scores_cm<T: Elem>(
     bc: usize,
 ) {
     let d = g.d;
-    let ko = ((bi * g.hkv + hi / (g.h / g.hkv)) * g.s + k0) * d;
+    let ko = (bi * g.hkv + hi / (g.h / g.hkv)) * g.hs + k0 * d;
     mm(st, (1, BR), false, qt, 1, BR, &k[ko..], 1, d, (br, bc, d), g.scale);
     if let Some((md, ml)) = g.mask {
         let str = ml.strides();
@@ -275,7 +302,10 @@ fn forward_t<T: Elem>(
     v: Arg,
     mask: Option<Arg>,
 ) -> Result<(BoxStorage, BoxStorage)> {
-    let (g, qd, kd, vd) = geometry::<T>(args, q, k, v, mask)?;
+    let (g, qd, kd, vd) = geometry::<T>(args, q, k, v, mask, true)?;
+    if g.t <= super::attention_rows::ROWS_MAX && g.keep >= 1.0 {
+        return Ok(super::attention_rows::forward(&g, qd, kd, vd));
+    }
     let (t, d) = (g.t, g.d);
     let mut out = pool::filled(g.b * g.h * t * d, T::zero());
     let mut lse = pool::filled(g.b * g.h * t, T::neg_infinity());
@@ -286,7 +316,7 @@ fn forward_t<T: Elem>(
     let ninf = T::neg_infinity();
     out.par_chunks_mut(t * d).zip(lse.par_chunks_mut(t)).enumerate().for_each(|(bh, (o_bh, l_bh))| {
         let (bi, hi) = (bh / g.h, bh % g.h);
-        let kvo = (bi * g.hkv + hi / (g.h / g.hkv)) * g.s * d;
+        let kvo = (bi * g.hkv + hi / (g.h / g.hkv)) * g.hs;
         o_bh.par_chunks_mut(BR * d).zip(l_bh.par_chunks_mut(BR)).enumerate().for_each(|(qti, (o, lrow))| {
             let q0 = qti * BR;
             let br = lrow.len();
@@ -414,7 +444,7 @@ fn backward_t<T: Elem>(
     lse: Arg,
     dout: Arg,
 ) -> Result<(BoxStorage, BoxStorage, BoxStorage)> {
-    let (g, qd, kd, vd) = geometry::<T>(args, q, k, v, mask)?;
+    let (g, qd, kd, vd) = geometry::<T>(args, q, k, v, mask, false)?;
     let (od, ld, dod) =
         (T::slice("attention_bwd", out)?, T::slice("attention_bwd", lse)?, T::slice("attention_bwd", dout)?);
     let (t, s, d) = (g.t, g.s, g.d);

@@ -2,6 +2,7 @@
 
 mod adamw;
 mod attention;
+mod attention_rows;
 mod cross_entropy;
 mod elementwise;
 pub(crate) mod float;

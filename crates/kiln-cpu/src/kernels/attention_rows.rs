@@ -1,0 +1,82 @@
+//! Attention for a few query rows — decoding, where each step brings T = 1 query (or a handful
+//! of draft tokens) against S cached keys (seed 003 "KV cache": O(S) work per token).
+//!
+//! For each (b, h) and query row i: `sⱼ = scale·q·kⱼ (+ mask)` over the visible keys (causal:
+//! `j ≤ i + S − T`), `m = max sⱼ`, `pⱼ = e^(sⱼ−m)`, `ℓ = Σ pⱼ`, `o = Σ pⱼ vⱼ / ℓ`,
+//! `lse = m + ln ℓ` — the same results as the tiled kernel in `attention.rs` (tested against it),
+//! without its tiles: at one row the per-tile GEMM calls and query-tile copies cost more than the
+//! arithmetic. K and V are read in place, head-strided (a KV cache's filled prefix), so a decode
+//! step copies nothing. Heads are split over rayon's threads. No dropout (inference).
+
+use super::attention::Geo;
+use crate::pool::{self, scratch};
+use crate::storage::Elem;
+use kiln_core::backend::BoxStorage;
+use rayon::prelude::*;
+
+/// Query rows up to which the forward takes this path (and no dropout is asked for).
+pub(super) const ROWS_MAX: usize = 4;
+
+/// `Σ a·b` with 8 independent partial sums (so it vectorises without reassociation).
+#[inline]
+fn dot<T: Elem>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let mut tail = T::zero();
+    for (&x, &y) in ca.remainder().iter().zip(cb.remainder()) {
+        tail += x * y;
+    }
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    acc.iter().fold(tail, |s, &x| s + x)
+}
+
+/// `(out (B,H,T,D), lse (B,H,T))` for `q` (B,H,T,D) contiguous and `k`, `v` with (b, kv head)
+/// blocks `g.hs` apart.
+pub(super) fn forward<T: Elem>(g: &Geo<T>, q: &[T], k: &[T], v: &[T]) -> (BoxStorage, BoxStorage) {
+    let (t, s, d) = (g.t, g.s, g.d);
+    let mut out = pool::filled(g.b * g.h * t * d, T::zero());
+    let mut lse = pool::filled(g.b * g.h * t, T::neg_infinity());
+    if out.is_empty() || t == 0 {
+        return (T::wrap(out), T::wrap(lse));
+    }
+    let group = g.h / g.hkv;
+    out.par_chunks_mut(t * d).zip(lse.par_chunks_mut(t)).enumerate().for_each(|(bh, (o_bh, l_bh))| {
+        let (bi, hi) = (bh / g.h, bh % g.h);
+        let kvo = (bi * g.hkv + hi / group) * g.hs;
+        let mut p: Vec<T> = scratch::take(s);
+        for i in 0..t {
+            let qrow = &q[(bh * t + i) * d..][..d];
+            let n = if g.causal { (i + s + 1).saturating_sub(t).min(s) } else { s };
+            let mut m = T::neg_infinity();
+            for (j, pj) in p[..n].iter_mut().enumerate() {
+                let mut x = dot(qrow, &k[kvo + j * d..][..d]) * g.scale;
+                if let Some((md, ml)) = g.mask {
+                    let st = ml.strides();
+                    x += md[ml.offset() + bi * st[0] + hi * st[1] + i * st[2] + j * st[3]];
+                }
+                *pj = x;
+                m = m.max(x);
+            }
+            let o = &mut o_bh[i * d..(i + 1) * d];
+            if m == T::neg_infinity() {
+                continue; // no visible key: output 0, lse −∞ (as filled)
+            }
+            let mut l = T::zero();
+            for (j, pj) in p[..n].iter_mut().enumerate() {
+                *pj = (*pj - m).fexp();
+                l += *pj;
+                let pv = *pj;
+                o.iter_mut().zip(&v[kvo + j * d..][..d]).for_each(|(a, &b)| *a += pv * b);
+            }
+            let inv = l.recip();
+            o.iter_mut().for_each(|x| *x *= inv);
+            l_bh[i] = m + l.ln();
+        }
+        scratch::give(p);
+    });
+    (T::wrap(out), T::wrap(lse))
+}
