@@ -103,7 +103,13 @@ impl Layout {
             return Some(s * d);
         }
         let inner = (d <= 1 || st[3] == 1) && (s <= 1 || st[2] == d);
-        let hs = if h > 1 { st[1] } else if b > 1 { st[0] } else { s * d };
+        let hs = if h > 1 {
+            st[1]
+        } else if b > 1 {
+            st[0]
+        } else {
+            s * d
+        };
         (inner && hs >= s * d && (b <= 1 || h <= 1 || st[0] == h * hs)).then_some(hs)
     }
 

@@ -261,8 +261,8 @@ fn head_strided_kv_is_read_in_place() {
             let q = rand(&[2, 6, t, 16], 62 + t as u64);
             let opts = AttentionOpts::causal();
             let a = Tensor::scaled_dot_product_attention(&q, &k, &v, None, &opts).unwrap();
-            let b = Tensor::scaled_dot_product_attention(&q, &k.copy().unwrap(), &v.copy().unwrap(), None, &opts)
-                .unwrap();
+            let b =
+                Tensor::scaled_dot_product_attention(&q, &k.copy().unwrap(), &v.copy().unwrap(), None, &opts).unwrap();
             assert_eq!(a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap(), "t {t}");
             let r = Tensor::attention_reference(&q, &k, &v, None, &opts).unwrap();
             assert!(max_diff(&a, &r) < TOL, "t {t}");

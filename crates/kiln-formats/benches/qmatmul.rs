@@ -47,7 +47,9 @@ fn matvec(c: &mut Criterion) {
     // a whole model's projections, each read once per "token": memory-bound
     let shapes = [(576, 576), (192, 576), (192, 576), (576, 576), (1536, 576), (1536, 576), (576, 1536)];
     let layers: Vec<QMatrix> = (0..30)
-        .flat_map(|l| shapes.iter().enumerate().map(move |(i, &(r, c))| matrix(GgmlType::Q4_1, r, c, (l * 7 + i) as u64)))
+        .flat_map(|l| {
+            shapes.iter().enumerate().map(move |(i, &(r, c))| matrix(GgmlType::Q4_1, r, c, (l * 7 + i) as u64))
+        })
         .collect();
     let bytes: usize = layers.iter().map(|m| m.bytes()).sum();
     let xs: Vec<f32> = (0..1536).map(|i| (i as f32 * 0.11).cos()).collect();

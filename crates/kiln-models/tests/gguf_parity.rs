@@ -115,7 +115,8 @@ fn lse_argmax(logits: &[f64], v: usize) -> Vec<(f64, usize)> {
     logits
         .chunks_exact(v)
         .map(|row| {
-            let (arg, m) = row.iter().enumerate().fold((0, f64::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b });
+            let (arg, m) =
+                row.iter().enumerate().fold((0, f64::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b });
             (m + row.iter().map(|x| (x - m).exp()).sum::<f64>().ln(), arg)
         })
         .collect()

@@ -98,7 +98,10 @@ fn check_kernel(ok: bool, ty: GgmlType) -> kiln_core::Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(kiln_core::Error::Invalid { op: "QMatrix::matmul_t", msg: format!("{} kernel refused its sizes", ty.name()) })
+        Err(kiln_core::Error::Invalid {
+            op: "QMatrix::matmul_t",
+            msg: format!("{} kernel refused its sizes", ty.name()),
+        })
     }
 }
 
@@ -218,5 +221,110 @@ impl QMatrix {
             });
         };
         QMatrix::new(info.ggml_type, rows, cols, g.tensor_data(info).to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pseudo-random bytes for a `rows × cols` matrix of `ty`, with every block's f16 scale(s)
+    /// set to small sane values (random bytes there could be inf/NaN).
+    fn random(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> QMatrix {
+        let mut z = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let n = rows * cols / ty.block_size() * ty.type_size();
+        let mut data: Vec<u8> = (0..n)
+            .map(|_| {
+                z ^= z << 13;
+                z ^= z >> 7;
+                z ^= z << 17;
+                (z >> 32) as u8
+            })
+            .collect();
+        let f16 = |v: f32| half::f16::from_f32(v).to_le_bytes();
+        for (i, blk) in data.chunks_exact_mut(ty.type_size()).enumerate() {
+            let d = 0.002 + (i % 7) as f32 * 0.001;
+            match ty {
+                GgmlType::Q6_K => blk[208..210].copy_from_slice(&f16(d)),
+                _ => blk[..2].copy_from_slice(&f16(d)),
+            }
+            if ty == GgmlType::Q4_1 {
+                blk[2..4].copy_from_slice(&f16(-0.01 * (i % 3) as f32));
+            }
+        }
+        QMatrix::new(ty, rows, cols, data).unwrap()
+    }
+
+    /// `x (m, cols) · Wᵀ` in f64 from the dequantized matrix.
+    fn reference(w: &QMatrix, x: &[f32], m: usize) -> Vec<f64> {
+        let (rows, cols) = w.shape();
+        let wd = w.dequantize().unwrap();
+        let mut out = vec![0f64; m * rows];
+        for i in 0..m {
+            for r in 0..rows {
+                out[i * rows + r] = (0..cols).map(|k| wd[r * cols + k] as f64 * x[i * cols + k] as f64).sum();
+            }
+        }
+        out
+    }
+
+    /// Every path of `matmul_t` (integer kernels for Q4_1/Q8_0 at m = 1 and m > 1, dequantized
+    /// rows for the other types) against the f64 product of the dequantized matrix. The integer
+    /// paths differ by the activations' 8-bit rounding, bounded by Σ|w|·(block max/254).
+    #[test]
+    fn matmul_t_matches_dequantized_product() {
+        let (rows, cols) = (70, 256);
+        for ty in [GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q6_K] {
+            let w = random(ty, rows, cols, ty as u64);
+            let wd = w.dequantize().unwrap();
+            for m in [1usize, 3] {
+                let x: Vec<f32> = (0..m * cols).map(|i| ((i * 37 % 101) as f32 / 50.0 - 1.0) * 0.7).collect();
+                let mut out = vec![0f32; m * rows];
+                w.matmul_t(&x, m, &mut out).unwrap();
+                let want = reference(&w, &x, m);
+                for i in 0..m {
+                    for r in 0..rows {
+                        let bound = if has_int_kernel(ty) {
+                            (0..cols)
+                                .map(|k| {
+                                    let blk = &x[i * cols + k / 32 * 32..][..32];
+                                    let amax = blk.iter().fold(0f32, |a, v| a.max(v.abs()));
+                                    (wd[r * cols + k].abs() * amax / 254.0) as f64
+                                })
+                                .sum::<f64>()
+                                + 1e-4
+                        } else {
+                            1e-4 * (1.0 + want[i * rows + r].abs())
+                        };
+                        let got = out[i * rows + r] as f64;
+                        assert!(
+                            (got - want[i * rows + r]).abs() <= bound,
+                            "{ty:?} m {m} ({i}, {r}): {got} vs {}",
+                            want[i * rows + r]
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rows_gather_and_shapes_are_checked() {
+        let w = random(GgmlType::Q8_0, 4, 64, 1);
+        let mut row = vec![0f32; 64];
+        w.dequantize_row(2, &mut row).unwrap();
+        assert_eq!(row, w.dequantize().unwrap()[128..192]);
+        assert!(w.dequantize_row(4, &mut row).is_err());
+        assert!(w.dequantize_row(0, &mut row[..32]).is_err());
+        assert!(w.matmul_t(&[0.0; 63], 1, &mut [0.0; 4]).is_err());
+        assert!(w.matmul_t(&[0.0; 64], 1, &mut [0.0; 3]).is_err());
+        // rows (1, 3) of w then row 0 of v, stacked
+        let v = random(GgmlType::Q8_0, 2, 64, 2);
+        let g = QMatrix::gather_rows(&[&w, &v], &[(0, 1), (0, 3), (1, 0)]).unwrap();
+        assert_eq!((g.shape(), g.row(1), g.row(2)), ((3, 64), w.row(3), v.row(0)));
+        assert!(QMatrix::gather_rows(&[&w], &[(0, 4)]).is_err());
+        assert!(QMatrix::gather_rows(&[&w, &random(GgmlType::Q4_1, 1, 64, 3)], &[(0, 0)]).is_err());
+        assert!(QMatrix::new(GgmlType::Q8_0, 2, 64, vec![0; 67]).is_err());
+        assert!(QMatrix::new(GgmlType::Q8_0, 2, 48, vec![0; 68]).is_err());
     }
 }

@@ -293,10 +293,9 @@ mod tests {
     /// (the activation rounding bounds the gap: |Σ w·(x − x̂)| ≤ Σ |w|·d/2).
     #[test]
     fn kernels_match_reference_and_f32_dot() {
-        for (ty, slow) in [
-            (GgmlType::Q4_1, dot_q4_1_scalar as fn(&[u8], &Q8Row) -> f32),
-            (GgmlType::Q8_0, dot_q8_0_scalar),
-        ] {
+        for (ty, slow) in
+            [(GgmlType::Q4_1, dot_q4_1_scalar as fn(&[u8], &Q8Row) -> f32), (GgmlType::Q8_0, dot_q8_0_scalar)]
+        {
             for blocks in [1usize, 7, 8, 9, 18, 48] {
                 let row = random_row(ty, blocks, blocks as u64);
                 let x = values(blocks * QK, 100 + blocks as u64);
