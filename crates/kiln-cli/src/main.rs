@@ -162,6 +162,9 @@ enum BenchCmd {
         /// Skip the llama.cpp baseline.
         #[arg(long)]
         no_llama: bool,
+        /// Runs of each engine, alternating (the best of each is reported: this VM is noisy).
+        #[arg(long, default_value_t = 3)]
+        repeats: usize,
     },
     /// Matmul GFLOP/s on transformer shapes vs numpy/OpenBLAS and the FMA peak.
     Gemm {
@@ -289,9 +292,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let dev = kiln_cpu::cpu();
             println!("kiln {} — device {}, {} threads", env!("CARGO_PKG_VERSION"), dev.name(), kiln_cpu::num_threads());
         }
-        Cmd::Bench { what: BenchCmd::Generate { model, prompt, decode, no_llama } } => {
-            let args =
-                bench::generate::GenerateBench { model, prompt, decode, threads: kiln_cpu::num_threads(), no_llama };
+        Cmd::Bench { what: BenchCmd::Generate { model, prompt, decode, no_llama, repeats } } => {
+            let threads = kiln_cpu::num_threads();
+            let args = bench::generate::GenerateBench { model, prompt, decode, threads, no_llama, repeats };
             bench::generate::run(&args, &kiln_cpu::cpu())?;
         }
         Cmd::Bench { what: BenchCmd::Gemm { rows, width, threads, seconds, iters } } => {

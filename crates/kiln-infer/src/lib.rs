@@ -127,9 +127,7 @@ pub fn generate_until(
                 caches.iter_mut().for_each(|c| c.reset());
                 input = to_tensor(&history[history.len() - window.min(history.len())..])?;
             }
-            let logits = model.forward(&input, Some(&mut caches), false, 0)?; // (1,T,V)
-            let t = logits.dims()[1];
-            let last = logits.narrow(1, t - 1, 1)?.to_vec::<f32>()?;
+            let last = model.forward_last(&input, Some(&mut caches))?.to_vec::<f32>()?; // (1,1,V)
             let tok = sampler.sample(&last, i as u64)?;
             on_token(tok)?;
             out.push(tok);

@@ -225,6 +225,43 @@ impl Gpt {
     /// the cached sequence (positions start at the cached length). `train` enables dropout,
     /// seeded by `seed` so a training step is reproducible.
     pub fn forward(&self, tokens: &Tensor, caches: Option<&mut [KvCache]>, train: bool, seed: u64) -> Result<Tensor> {
+        self.head(&self.hidden(tokens, caches, train, seed)?)
+    }
+
+    /// Logits (B, 1, V) of the last position only (inference: a prompt's prefill needs just the
+    /// next token's distribution, so the (T, C)·(C, V) head product shrinks to one row).
+    pub fn forward_last(&self, tokens: &Tensor, caches: Option<&mut [KvCache]>) -> Result<Tensor> {
+        let x = self.hidden(tokens, caches, false, 0)?; // (B,T,C)
+        let t = x.dims()[1];
+        self.head(&x.narrow(1, t.saturating_sub(1), t.min(1))?)
+    }
+
+    /// Every weight matrix kept quantized in memory (see `Gpt::from_gguf_quantized`).
+    pub fn quantized_matrices(&self) -> Vec<&dyn kiln_core::quant::QuantMatrix> {
+        let mut lins = vec![];
+        for blk in &self.h {
+            lins.extend([&blk.attn.c_attn, &blk.attn.c_proj]);
+            if let FeedForward::SwiGlu(s) = &blk.mlp {
+                lins.extend([&s.gate, &s.up, &s.down]);
+            }
+        }
+        lins.extend(self.lm_head.iter());
+        let mut out: Vec<&dyn kiln_core::quant::QuantMatrix> =
+            lins.into_iter().filter_map(|l| l.quant.as_deref()).collect();
+        out.extend(self.wte.quant.as_deref());
+        out
+    }
+
+    /// The output head: (…, C) → logits (…, V).
+    pub fn head(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.lm_head {
+            Some(head) => head.forward(x),
+            None => self.wte.attend(x),
+        }
+    }
+
+    /// The final hidden states (B, T, C) (after the last norm) for `tokens`; see [`Gpt::forward`].
+    pub fn hidden(&self, tokens: &Tensor, caches: Option<&mut [KvCache]>, train: bool, seed: u64) -> Result<Tensor> {
         if tokens.rank() != 2 {
             return Err(Error::BadShape {
                 op: "Gpt::forward",
@@ -268,11 +305,7 @@ impl Gpt {
                 }
             }
         }
-        let x = self.ln_f.forward(&x)?;
-        match &self.lm_head {
-            Some(head) => head.forward(&x),
-            None => self.wte.attend(&x),
-        }
+        self.ln_f.forward(&x)
     }
 }
 
