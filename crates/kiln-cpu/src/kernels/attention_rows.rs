@@ -65,12 +65,23 @@ pub(super) fn forward<T: Elem>(g: &Geo<T>, q: &[T], k: &[T], v: &[T]) -> (BoxSto
             if m == T::neg_infinity() {
                 continue; // no visible key: output 0, lse −∞ (as filled)
             }
-            let mut l = T::zero();
-            for (j, pj) in p[..n].iter_mut().enumerate() {
-                *pj = (*pj - m).fexp();
-                l += *pj;
-                let pv = *pj;
-                o.iter_mut().zip(&v[kvo + j * d..][..d]).for_each(|(a, &b)| *a += pv * b);
+            // probabilities in one vectorisable pass, then o = Σ pⱼ vⱼ four keys per pass over o
+            p[..n].iter_mut().for_each(|x| *x = (*x - m).fexp());
+            let l = p[..n].iter().fold(T::zero(), |a, &x| a + x);
+            let mut j = 0;
+            while j + 4 <= n {
+                let (p0, p1, p2, p3) = (p[j], p[j + 1], p[j + 2], p[j + 3]);
+                let vs = &v[kvo + j * d..][..4 * d];
+                let (v0, rest) = vs.split_at(d);
+                let (v1, rest) = rest.split_at(d);
+                let (v2, v3) = rest.split_at(d);
+                for c in 0..d {
+                    o[c] += p0 * v0[c] + p1 * v1[c] + p2 * v2[c] + p3 * v3[c];
+                }
+                j += 4;
+            }
+            for (jj, &pj) in p[j..n].iter().enumerate() {
+                o.iter_mut().zip(&v[kvo + (j + jj) * d..][..d]).for_each(|(a, &b)| *a += pj * b);
             }
             let inv = l.recip();
             o.iter_mut().for_each(|x| *x *= inv);
