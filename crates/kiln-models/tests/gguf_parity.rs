@@ -132,8 +132,10 @@ fn lse_argmax(logits: &[f64], v: usize) -> Vec<(f64, usize)> {
 /// product) is the approximation both engines make; it is not reproducible bit for bit across
 /// engines (a rounding decision flips on a last-bit difference upstream, and llama.cpp keeps the
 /// activation scales in f16), so the test bounds kiln's deviation from fp32 by llama.cpp's own
-/// deviation on the same positions: log-sum-exp within 1.5× llama.cpp's worst + 0.1, and the
-/// argmax (the greedy token) agreeing with fp32 at least as often as llama.cpp's less 5 %.
+/// deviation on the same positions: the mean |Δ log-sum-exp| within 1.5× llama.cpp's + 0.05 (the
+/// mean is stable; a single position's deviation swings with any change of summation order, so
+/// the max only gets a loose 2× + 0.2), and the argmax (the greedy token) agreeing with fp32 at
+/// least as often as llama.cpp's, less 5 %.
 #[test]
 fn smollm2_quantized_in_memory_is_as_close_as_llama_cpp() {
     let Some(g) = model_file() else { return };
@@ -160,19 +162,21 @@ fn smollm2_quantized_in_memory_is_as_close_as_llama_cpp() {
             .zip(case["top_ids"].as_array().unwrap())
             .map(|(l, top)| (l.as_f64().unwrap(), top[0].as_u64().unwrap() as usize))
             .collect();
+        // (mean |Δ lse|, max |Δ lse|, argmax agreement) against fp32
         let stats = |x: &[(f64, usize)]| {
-            let dev = x.iter().zip(&truth).map(|(a, b)| (a.0 - b.0).abs()).fold(0.0, f64::max);
+            let d: Vec<f64> = x.iter().zip(&truth).map(|(a, b)| (a.0 - b.0).abs()).collect();
             let agree = x.iter().zip(&truth).filter(|(a, b)| a.1 == b.1).count() as f64 / truth.len() as f64;
-            (dev, agree)
+            (d.iter().sum::<f64>() / d.len() as f64, d.iter().cloned().fold(0.0, f64::max), agree)
         };
-        let ((d_k, a_k), (d_l, a_l)) = (stats(&ours), stats(&theirs));
+        let ((mean_k, max_k, a_k), (mean_l, max_l, a_l)) = (stats(&ours), stats(&theirs));
         println!(
-            "{prompt:?} ({} positions): |Δ lse| vs fp32 kiln {d_k:.3}, llama.cpp {d_l:.3}; argmax agreement kiln {:.0} %, llama.cpp {:.0} %",
+            "{prompt:?} ({} positions): |Δ lse| vs fp32 mean/max kiln {mean_k:.3}/{max_k:.3}, llama.cpp {mean_l:.3}/{max_l:.3}; argmax agreement kiln {:.0} %, llama.cpp {:.0} %",
             seq.len(),
             100.0 * a_k,
             100.0 * a_l
         );
-        assert!(d_k <= 1.5 * d_l + 0.1, "{prompt:?}: kiln's quantized logits deviate by {d_k} (llama.cpp {d_l})");
+        assert!(mean_k <= 1.5 * mean_l + 0.05, "{prompt:?}: mean |Δ lse| {mean_k} (llama.cpp {mean_l})");
+        assert!(max_k <= 2.0 * max_l + 0.2, "{prompt:?}: max |Δ lse| {max_k} (llama.cpp {max_l})");
         assert!(a_k >= a_l - 0.05, "{prompt:?}: argmax agreement {a_k} (llama.cpp {a_l})");
     }
 }

@@ -9,10 +9,6 @@ use kiln_core::quant::QuantMatrix;
 use kiln_core::{DType, Device, Error, Result, Tensor};
 use std::sync::Arc;
 
-/// Input rows up to which a quantized layer multiplies block by block (decoding); above it the
-/// weight is dequantized once per call and the product goes through the GEMM (prompts).
-const QUANT_ROWS_MAX: usize = 8;
-
 /// A fully connected layer with PyTorch's weight layout.
 ///
 /// # Shapes
@@ -62,7 +58,7 @@ impl Linear {
 }
 
 /// `x (…, in) · Wᵀ + b` with a quantized `W` (rows, cols) = (out, in), inference only (no
-/// gradient): block by block for a few rows, through the GEMM on the dequantized weight for many.
+/// gradient), never materialising `W` ([`QuantMatrix::matmul_t`]).
 pub fn quantized_linear(x: &Tensor, q: &dyn QuantMatrix, bias: Option<&Tensor>) -> Result<Tensor> {
     let (rows, cols) = q.shape();
     let r = x.rank();
@@ -72,15 +68,10 @@ pub fn quantized_linear(x: &Tensor, q: &dyn QuantMatrix, bias: Option<&Tensor>) 
     let m = x.numel() / cols;
     let mut out_shape = x.dims().to_vec();
     out_shape[r - 1] = rows;
-    let y = if m <= QUANT_ROWS_MAX {
-        let xs = x.to_dtype(DType::F32)?.contiguous()?.to_vec::<f32>()?;
-        let mut out = vec![0f32; m * rows];
-        q.matmul_t(&xs, m, &mut out)?;
-        Tensor::from_vec(out, &out_shape, x.device())?
-    } else {
-        let w = Tensor::from_vec(q.dequantize()?, &[rows, cols], x.device())?;
-        return x.linear(&w, bias);
-    };
+    let xs = x.to_dtype(DType::F32)?.contiguous()?.to_vec::<f32>()?;
+    let mut out = vec![0f32; m * rows];
+    q.matmul_t(&xs, m, &mut out)?;
+    let y = Tensor::from_vec(out, &out_shape, x.device())?;
     match bias {
         Some(b) => y.add(b),
         None => Ok(y),

@@ -196,6 +196,9 @@ fn kv_slice<'a, T: Elem>(a: Arg<'a>, strided: bool) -> Result<(&'a [T], usize)> 
     Ok((data.get(l.offset()..end).ok_or_else(|| bad("layout exceeds storage"))?, hs))
 }
 
+/// The geometry and the q, k, v data of an attention call.
+pub(super) type GeoData<'a, T> = (Geo<'a, T>, &'a [T], &'a [T], &'a [T]);
+
 /// Shapes, options and data of an attention call; `strided_kv` lets K and V be head-strided.
 pub(super) fn geometry<'a, T: Elem>(
     args: &AttentionArgs,
@@ -204,7 +207,7 @@ pub(super) fn geometry<'a, T: Elem>(
     v: Arg<'a>,
     mask: Option<Arg<'a>>,
     strided_kv: bool,
-) -> Result<(Geo<'a, T>, &'a [T], &'a [T], &'a [T])> {
+) -> Result<GeoData<'a, T>> {
     let (qs, ks, vs) = (q.1.shape(), k.1.shape(), v.1.shape());
     let bad = || Error::ShapeMismatch { op: "attention", lhs: qs.to_vec(), rhs: ks.to_vec() };
     if qs.len() != 4
