@@ -71,7 +71,7 @@ impl Embedding {
     pub fn attend(&self, x: &Tensor) -> Result<Tensor> {
         match &self.quant {
             None => x.linear(&self.weight, None),
-            Some(q) => quantized_linear(x, q.as_ref(), None),
+            Some(q) => quantized_linear(x, q, None),
         }
     }
 }

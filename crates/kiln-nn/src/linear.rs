@@ -52,26 +52,15 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match &self.quant {
             None => x.linear(&self.weight, self.bias.as_ref()),
-            Some(q) => quantized_linear(x, q.as_ref(), self.bias.as_ref()),
+            Some(q) => quantized_linear(x, q, self.bias.as_ref()),
         }
     }
 }
 
 /// `x (…, in) · Wᵀ + b` with a quantized `W` (rows, cols) = (out, in), inference only (no
 /// gradient), never materialising `W` ([`QuantMatrix::matmul_t`]).
-pub fn quantized_linear(x: &Tensor, q: &dyn QuantMatrix, bias: Option<&Tensor>) -> Result<Tensor> {
-    let (rows, cols) = q.shape();
-    let r = x.rank();
-    if r == 0 || x.dims()[r - 1] != cols {
-        return Err(Error::ShapeMismatch { op: "Linear (quantized)", lhs: x.dims().to_vec(), rhs: vec![rows, cols] });
-    }
-    let m = x.numel() / cols;
-    let mut out_shape = x.dims().to_vec();
-    out_shape[r - 1] = rows;
-    let xs = x.to_dtype(DType::F32)?.contiguous()?.to_vec::<f32>()?;
-    let mut out = vec![0f32; m * rows];
-    q.matmul_t(&xs, m, &mut out)?;
-    let y = Tensor::from_vec(out, &out_shape, x.device())?;
+pub fn quantized_linear(x: &Tensor, q: &Arc<dyn QuantMatrix>, bias: Option<&Tensor>) -> Result<Tensor> {
+    let y = x.quantized_matmul(q)?;
     match bias {
         Some(b) => y.add(b),
         None => Ok(y),

@@ -1,6 +1,7 @@
 //! Batched matrix multiplication.
 
-use super::{BoxStorage, Storage};
+use super::{not_impl, Arg, BoxStorage, Storage};
+use crate::quant::QuantMatrix;
 use crate::{Layout, Result};
 
 /// Matmul kernels.
@@ -22,4 +23,11 @@ pub trait MatmulOps {
         bias: &dyn Storage,
         lbias: &Layout,
     ) -> Result<BoxStorage>;
+
+    /// `Y = X·Wᵀ` for a contiguous f32 `x` (M, K) and a quantized `w` (N, K): (M, N) f32, `w`
+    /// never materialised ([`QuantMatrix::matmul_t`] on the CPU).
+    fn quantized_matmul(&self, x: Arg, w: &dyn QuantMatrix) -> Result<BoxStorage> {
+        let _ = (x, w);
+        not_impl("quantized_matmul", "?")
+    }
 }

@@ -12,6 +12,7 @@ mod embedding;
 mod layer_norm;
 mod matmul;
 mod optim;
+mod quantized_matmul;
 mod reduce;
 mod rms_norm;
 mod softmax;

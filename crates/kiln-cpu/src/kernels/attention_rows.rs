@@ -17,21 +17,28 @@ use rayon::prelude::*;
 /// Query rows up to which the forward takes this path (and no dropout is asked for).
 pub(super) const ROWS_MAX: usize = 4;
 
-/// `Σ a·b` with 8 independent partial sums (so it vectorises without reassociation).
+/// `Σ a·b` with 32 independent partial sums: four 8-lane vectors, so the FMAs of a 64-wide head
+/// run as four parallel chains instead of one (it vectorises without reassociation).
 #[inline]
 fn dot<T: Elem>(a: &[T], b: &[T]) -> T {
-    let mut acc = [T::zero(); 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let mut acc = [[T::zero(); 8]; 4];
+    let (ca, cb) = (a.chunks_exact(32), b.chunks_exact(32));
     let mut tail = T::zero();
     for (&x, &y) in ca.remainder().iter().zip(cb.remainder()) {
         tail += x * y;
     }
     for (x, y) in ca.zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
+        for c in 0..4 {
+            for l in 0..8 {
+                acc[c][l] += x[8 * c + l] * y[8 * c + l];
+            }
         }
     }
-    acc.iter().fold(tail, |s, &x| s + x)
+    let mut lanes = [T::zero(); 8];
+    for l in 0..8 {
+        lanes[l] = (acc[0][l] + acc[1][l]) + (acc[2][l] + acc[3][l]);
+    }
+    lanes.iter().fold(tail, |s, &x| s + x)
 }
 
 /// `(out (B,H,T,D), lse (B,H,T))` for `q` (B,H,T,D) contiguous and `k`, `v` with (b, kv head)

@@ -3,10 +3,12 @@
 //! per-head products) run one GEMM per thread.
 
 use super::float::KFloat;
+use crate::pool;
 use crate::storage::{dispatch_float, Elem};
 use crate::CpuBackend;
 use gemm::Parallelism;
-use kiln_core::backend::{BoxStorage, MatmulOps, Storage};
+use kiln_core::backend::{Arg, BoxStorage, MatmulOps, Storage};
+use kiln_core::quant::QuantMatrix;
 use kiln_core::{Error, Layout, Result};
 use rayon::prelude::*;
 
@@ -195,6 +197,15 @@ impl MatmulOps for CpuBackend {
         lbias: &Layout,
     ) -> Result<BoxStorage> {
         dispatch_float!("matmul_bias", a.dtype(), matmul_t(a, la, b, lb, Some((bias, lbias))))
+    }
+
+    fn quantized_matmul(&self, x: Arg, w: &dyn QuantMatrix) -> Result<BoxStorage> {
+        let xs = <f32 as Elem>::slice("quantized_matmul", x)?;
+        let (n, k) = w.shape();
+        let m = xs.len().checked_div(k).unwrap_or(0);
+        let mut out = pool::take::<f32>(m * n); // every element is written by matmul_t
+        w.matmul_t(xs, m, &mut out)?;
+        Ok(f32::wrap(out))
     }
 }
 

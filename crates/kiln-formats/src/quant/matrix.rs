@@ -5,8 +5,8 @@
 //! are split over rayon's threads, and every weight byte is read once per product, so a decoding
 //! step streams the quantized bytes (Q4_1: 0.625 bytes per weight instead of 4).
 
-use super::vec_dot::{dot_rows, has_int_kernel, Q8Row};
-use super::{dequantize_into, dequantize_row_into, GgmlType};
+use super::vec_dot::{dot_rows, has_int_kernel, pack_row, unpack_row, Q8Row};
+use super::{dequantize_row_into, GgmlType};
 use crate::{FormatError, Result};
 use kiln_core::quant::QuantMatrix;
 use rayon::prelude::*;
@@ -18,13 +18,28 @@ pub struct QMatrix {
     rows: usize,
     cols: usize,
     row_bytes: usize,
+    /// Row-major rows, each in the kernels' packed layout (`vec_dot::pack_row`).
     data: Vec<u8>,
 }
 
 impl QMatrix {
-    /// Wraps `data` (all blocks of a rows × cols matrix of `ty`); the sizes must agree and `ty`
-    /// must be a type kiln dequantizes.
+    /// Takes `data` (all blocks of a rows × cols matrix of `ty`, ggml's layout as in a GGUF
+    /// file) and packs each row for the kernels; the sizes must agree and `ty` must be a type
+    /// kiln dequantizes.
     pub fn new(ty: GgmlType, rows: usize, cols: usize, data: Vec<u8>) -> Result<QMatrix> {
+        let mut m = QMatrix::check(ty, rows, cols, data)?;
+        if has_int_kernel(ty) {
+            let mut packed = vec![0u8; m.data.len()];
+            for (src, dst) in m.data.chunks_exact(m.row_bytes).zip(packed.chunks_exact_mut(m.row_bytes)) {
+                pack_row(ty, src, dst);
+            }
+            m.data = packed;
+        }
+        Ok(m)
+    }
+
+    /// Validates sizes and wraps `data` as it is (already packed, or of a type without packing).
+    fn check(ty: GgmlType, rows: usize, cols: usize, data: Vec<u8>) -> Result<QMatrix> {
         let bad = |msg: String| FormatError::BadLength { ty, msg: format!("QMatrix {rows}×{cols}: {msg}") };
         if !ty.can_dequantize() {
             return Err(bad("cannot be dequantized".into()));
@@ -54,7 +69,7 @@ impl QMatrix {
         self.row_bytes
     }
 
-    /// The raw bytes of row `r`.
+    /// The stored bytes of row `r` (packed layout for Q4_1/Q8_0, ggml's blocks otherwise).
     pub fn row(&self, r: usize) -> &[u8] {
         &self.data[r * self.row_bytes..(r + 1) * self.row_bytes]
     }
@@ -75,7 +90,12 @@ impl QMatrix {
                 parts.get(p).filter(|m| r < m.rows).ok_or_else(|| bad(format!("row ({p}, {r}) does not exist")))?;
             data.extend_from_slice(part.row(r));
         }
-        QMatrix::new(first.ty, order.len(), first.cols, data)
+        QMatrix::check(first.ty, order.len(), first.cols, data) // rows stay packed
+    }
+
+    /// Row `r` as ggml blocks into `blocks` (`row_bytes` long).
+    fn gguf_row(&self, r: usize, blocks: &mut [u8]) {
+        unpack_row(self.ty, self.row(r), blocks);
     }
 }
 
@@ -139,8 +159,9 @@ impl QuantMatrix for QMatrix {
         if m == 0 {
             return Ok(());
         }
-        // rows per task: a few tasks per thread for balance, at least 16 rows of work each
-        let per_task = rows.div_ceil(4 * rayon::current_num_threads()).max(16);
+        // rows per task: two tasks per thread (fork/join costs microseconds, a decoding product
+        // takes tens), a multiple of 4 (the kernels' row tile), at least 16 rows
+        let per_task = rows.div_ceil(2 * rayon::current_num_threads()).next_multiple_of(4).max(16);
         if has_int_kernel(self.ty) {
             // activations quantized once; each weight row streamed once and dotted with all m rows
             let xq: Vec<Q8Row> = x
@@ -190,12 +211,18 @@ impl QuantMatrix for QMatrix {
                 msg: format!("row {r} into {} values of a {}×{} matrix", out.len(), self.rows, self.cols),
             });
         }
-        Ok(dequantize_row_into(self.ty, self.row(r), out)?)
+        let mut blocks = vec![0u8; self.row_bytes];
+        self.gguf_row(r, &mut blocks);
+        Ok(dequantize_row_into(self.ty, &blocks, out)?)
     }
 
     fn dequantize(&self) -> kiln_core::Result<Vec<f32>> {
         let mut out = vec![0f32; self.rows * self.cols];
-        dequantize_into(self.ty, &self.data, &mut out)?;
+        out.par_chunks_mut(self.cols).enumerate().try_for_each(|(r, o)| {
+            let mut blocks = vec![0u8; self.row_bytes];
+            self.gguf_row(r, &mut blocks);
+            dequantize_row_into(self.ty, &blocks, o)
+        })?;
         Ok(out)
     }
 }

@@ -17,6 +17,8 @@ mod kquants;
 mod legacy;
 mod matrix;
 pub mod vec_dot;
+#[cfg(target_arch = "x86_64")]
+mod vec_dot_avx2;
 
 pub use ggml_type::{GgmlType, QK, QK_K};
 pub use matrix::QMatrix;

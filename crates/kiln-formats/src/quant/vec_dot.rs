@@ -11,6 +11,11 @@
 //! Q8_0 (w = dw·v,      v ∈ ±127):   Σ w·x ≈ dw·dx·Σ v·q
 //! ```
 //!
+//! The weight rows are kept in a *packed* layout ([`pack_row`], done once at load): a row's
+//! f16 scales together, then its f16 minima (Q4_1), then its quants — the same bytes as ggml's
+//! interleaved blocks, but eight blocks' scales convert to f32 in one instruction and multiply
+//! the activation scales as one vector.
+//!
 //! With AVX2 one block is one 256-bit `maddubs` (u8 × i8 → pairs summed in i16, which cannot
 //! overflow: 15·127·2 and 128·127·2 are below 32767), one `madd` against ones (→ i32), one
 //! int→float conversion and one FMA with the two scales. Q8_0 weights are signed, so they go
@@ -18,9 +23,9 @@
 //! activation's 8-bit quantization (relative error ≤ 1/254 per element, unbiased), the same
 //! trade llama.cpp makes; tests bound it against the f32 product.
 //!
-//! [`dot_rows`] picks the AVX2 kernels when the CPU has them (checked once per call, at run
-//! time) and otherwise the scalar references [`dot_q4_1_scalar`] / [`dot_q8_0_scalar`], which
-//! compute the same integer sums.
+//! [`dot_rows`] picks the AVX2 kernels (`vec_dot_avx2.rs`) when the CPU has them (checked once
+//! per call, at run time) and otherwise the scalar references [`dot_q4_1_scalar`] /
+//! [`dot_q8_0_scalar`], which compute the same integer sums.
 
 use super::{GgmlType, QK};
 
@@ -66,20 +71,66 @@ fn f16_at(b: &[u8], i: usize) -> f32 {
     half::f16::from_le_bytes([b[i], b[i + 1]]).to_f32()
 }
 
+/// Bytes of the per-block header a packed row gathers at its front: Q4_1 d and m (2 × f16),
+/// Q8_0 d (f16).
+fn header(ty: GgmlType) -> usize {
+    if ty == GgmlType::Q4_1 {
+        4
+    } else {
+        2
+    }
+}
+
+/// Rewrites one row of ggml blocks (`src`, GGUF layout) into the packed layout (`dst`, same
+/// length): `[d₀ … d_{nb−1}] [m₀ … m_{nb−1}] (Q4_1 only) [quants₀ … quants_{nb−1}]`. Types
+/// without an integer kernel are copied unchanged.
+pub fn pack_row(ty: GgmlType, src: &[u8], dst: &mut [u8]) {
+    if !has_int_kernel(ty) {
+        dst.copy_from_slice(src);
+        return;
+    }
+    let (size, hdr) = (ty.type_size(), header(ty));
+    let nb = src.len() / size;
+    let (heads, quants) = dst.split_at_mut(hdr * nb);
+    for (b, blk) in src.chunks_exact(size).enumerate() {
+        for h in 0..hdr / 2 {
+            heads[h * 2 * nb + 2 * b..][..2].copy_from_slice(&blk[2 * h..2 * h + 2]);
+        }
+        quants[(size - hdr) * b..][..size - hdr].copy_from_slice(&blk[hdr..]);
+    }
+}
+
+/// The inverse of [`pack_row`]: a packed row back to ggml blocks.
+pub fn unpack_row(ty: GgmlType, src: &[u8], dst: &mut [u8]) {
+    if !has_int_kernel(ty) {
+        dst.copy_from_slice(src);
+        return;
+    }
+    let (size, hdr) = (ty.type_size(), header(ty));
+    let nb = src.len() / size;
+    let (heads, quants) = src.split_at(hdr * nb);
+    for (b, blk) in dst.chunks_exact_mut(size).enumerate() {
+        for h in 0..hdr / 2 {
+            blk[2 * h..2 * h + 2].copy_from_slice(&heads[h * 2 * nb + 2 * b..][..2]);
+        }
+        blk[hdr..].copy_from_slice(&quants[(size - hdr) * b..][..size - hdr]);
+    }
+}
+
 /// Weight types with an integer kernel here.
 pub fn has_int_kernel(ty: GgmlType) -> bool {
     matches!(ty, GgmlType::Q4_1 | GgmlType::Q8_0)
 }
 
-/// `out[r·m + i] = Σ_k W[r, k]·x_i[k]` for the weight rows `w` (whole rows of `ty`, each
-/// `xs[0].blocks()` blocks) against the `m = xs.len()` quantized activation rows: each weight
-/// row is read once and dotted with every activation row. Returns `false` (writing nothing) when
-/// `ty` has no integer kernel ([`has_int_kernel`]) or the sizes disagree.
+/// `out[r·m + i] = Σ_k W[r, k]·x_i[k]` for the packed weight rows `w` ([`pack_row`]; whole
+/// rows of `ty`, each `xs[0].blocks()` blocks) against the `m = xs.len()` quantized activation
+/// rows: each weight row is read once and dotted with every activation row. Returns `false`
+/// (writing nothing) when `ty` has no integer kernel ([`has_int_kernel`]) or the sizes disagree.
 pub fn dot_rows(ty: GgmlType, w: &[u8], xs: &[Q8Row], out: &mut [f32]) -> bool {
     let Some(nb) = xs.first().map(Q8Row::blocks) else { return true };
     let row_bytes = nb * ty.type_size();
     if !has_int_kernel(ty)
-        || xs.iter().any(|x| x.blocks() != nb)
+        || xs.iter().any(|x| x.blocks() != nb || x.s.len() != nb || x.q.len() != nb * QK)
         || row_bytes == 0
         || !w.len().is_multiple_of(row_bytes)
         || out.len() != w.len() / row_bytes * xs.len()
@@ -87,10 +138,10 @@ pub fn dot_rows(ty: GgmlType, w: &[u8], xs: &[Q8Row], out: &mut [f32]) -> bool {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
+    if super::vec_dot_avx2::available() {
         // SAFETY: the CPU has AVX2, FMA and F16C (checked above), and every row of `w` and every
         // activation row holds exactly `nb` blocks (checked above): the kernels read within them.
-        unsafe { avx2::dot_rows(ty, w, row_bytes, xs, out) };
+        unsafe { super::vec_dot_avx2::dot_rows(ty, w, row_bytes, xs, out) };
         return true;
     }
     let dot = if ty == GgmlType::Q4_1 { dot_q4_1_scalar } else { dot_q8_0_scalar };
@@ -102,203 +153,36 @@ pub fn dot_rows(ty: GgmlType, w: &[u8], xs: &[Q8Row], out: &mut [f32]) -> bool {
     true
 }
 
-/// Whether the AVX2 kernels can run (AVX2 + FMA + F16C, detected once and cached by std).
-#[cfg(target_arch = "x86_64")]
-pub fn has_avx2() -> bool {
-    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
-}
-
-/// `Σ_k W[k]·x[k]` for one Q4_1 row (20-byte blocks: f16 d, f16 m, 16 bytes of nibbles — weight
-/// j in the low nibble of byte j, weight j+16 in its high nibble), one element at a time.
+/// `Σ_k W[k]·x[k]` for one packed Q4_1 row (ggml block: f16 d, f16 m, 16 bytes of nibbles —
+/// weight j in the low nibble of byte j, weight j+16 in its high nibble; w = d·u + m), one
+/// element at a time.
 pub fn dot_q4_1_scalar(row: &[u8], x: &Q8Row) -> f32 {
+    let nb = row.len() / 20;
+    let (heads, quants) = row.split_at(4 * nb);
     let mut sum = 0f32;
-    for (b, blk) in row.chunks_exact(20).enumerate() {
+    for (b, nib) in quants.chunks_exact(16).enumerate() {
         let q = &x.q[b * QK..(b + 1) * QK];
         let mut isum = 0i32;
         for j in 0..16 {
-            isum += (blk[4 + j] & 0x0F) as i32 * q[j] as i32 + (blk[4 + j] >> 4) as i32 * q[j + 16] as i32;
+            isum += (nib[j] & 0x0F) as i32 * q[j] as i32 + (nib[j] >> 4) as i32 * q[j + 16] as i32;
         }
-        sum += f16_at(blk, 0) * x.d[b] * isum as f32 + f16_at(blk, 2) * x.s[b];
+        sum += f16_at(heads, 2 * b) * x.d[b] * isum as f32 + f16_at(heads, 2 * nb + 2 * b) * x.s[b];
     }
     sum
 }
 
-/// `Σ_k W[k]·x[k]` for one Q8_0 row (34-byte blocks: f16 d, 32 × i8), one element at a time.
+/// `Σ_k W[k]·x[k]` for one packed Q8_0 row (ggml block: f16 d, 32 × i8; w = d·v), one element
+/// at a time.
 pub fn dot_q8_0_scalar(row: &[u8], x: &Q8Row) -> f32 {
+    let nb = row.len() / 34;
+    let (heads, quants) = row.split_at(2 * nb);
     let mut sum = 0f32;
-    for (b, blk) in row.chunks_exact(34).enumerate() {
+    for (b, vs) in quants.chunks_exact(QK).enumerate() {
         let q = &x.q[b * QK..(b + 1) * QK];
-        let isum: i32 = blk[2..].iter().zip(q).map(|(&w, &v)| (w as i8) as i32 * v as i32).sum();
-        sum += f16_at(blk, 0) * x.d[b] * isum as f32;
+        let isum: i32 = vs.iter().zip(q).map(|(&w, &v)| (w as i8) as i32 * v as i32).sum();
+        sum += f16_at(heads, 2 * b) * x.d[b] * isum as f32;
     }
     sum
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use super::{GgmlType, Q8Row, QK};
-    use std::arch::x86_64::*;
-
-    /// Horizontal sum of 8 lanes.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
-    }
-
-    /// The f16 at `p` as f32.
-    #[inline]
-    #[target_feature(enable = "avx2,f16c")]
-    unsafe fn f16_at(p: *const u8) -> f32 {
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(p as *const u16) as i32)))
-    }
-
-    /// Σ u·q of one Q4_1 block's nibbles (at `p + 4`) and 32 activations, as 8 i32 lanes → f32.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn q4_block(p: *const u8, q: *const i8) -> __m256 {
-        let nib = _mm_loadu_si128(p.add(4) as *const __m128i);
-        let low = _mm_set1_epi8(0x0F);
-        let u = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(nib, 4), low), _mm_and_si128(nib, low));
-        let v = _mm256_loadu_si256(q as *const __m256i);
-        _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(u, v), _mm256_set1_epi16(1)))
-    }
-
-    /// Σ v·q of one Q8_0 block's values (at `p + 2`) and 32 activations → 8 f32 lanes.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn q8_block(p: *const u8, q: *const i8) -> __m256 {
-        let w = _mm256_loadu_si256(p.add(2) as *const __m256i);
-        let v = _mm256_loadu_si256(q as *const __m256i);
-        let prod = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(v, w));
-        _mm256_cvtepi32_ps(_mm256_madd_epi16(prod, _mm256_set1_epi16(1)))
-    }
-
-    /// One Q4_1 row (`nb` blocks at `w`) · one activation row; two independent accumulator chains.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn row_q4_1(w: *const u8, x: &Q8Row, nb: usize) -> f32 {
-        let (q, d, s) = (x.q.as_ptr(), x.d.as_ptr(), x.s.as_ptr());
-        let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let (mut m0, mut m1) = (0f32, 0f32);
-        let mut b = 0;
-        while b + 2 <= nb {
-            let (p0, p1) = (w.add(b * 20), w.add(b * 20 + 20));
-            a0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(p0) * *d.add(b)), q4_block(p0, q.add(b * QK)), a0);
-            a1 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(p1) * *d.add(b + 1)), q4_block(p1, q.add(b * QK + QK)), a1);
-            m0 = f16_at(p0.add(2)).mul_add(*s.add(b), m0);
-            m1 = f16_at(p1.add(2)).mul_add(*s.add(b + 1), m1);
-            b += 2;
-        }
-        if b < nb {
-            let p = w.add(b * 20);
-            a0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(p) * *d.add(b)), q4_block(p, q.add(b * QK)), a0);
-            m0 = f16_at(p.add(2)).mul_add(*s.add(b), m0);
-        }
-        hsum(_mm256_add_ps(a0, a1)) + m0 + m1
-    }
-
-    /// One Q8_0 row (`nb` blocks at `w`) · one activation row.
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn row_q8_0(w: *const u8, x: &Q8Row, nb: usize) -> f32 {
-        let (q, d) = (x.q.as_ptr(), x.d.as_ptr());
-        let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-        let mut b = 0;
-        while b + 2 <= nb {
-            let (p0, p1) = (w.add(b * 34), w.add(b * 34 + 34));
-            a0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(p0) * *d.add(b)), q8_block(p0, q.add(b * QK)), a0);
-            a1 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(p1) * *d.add(b + 1)), q8_block(p1, q.add(b * QK + QK)), a1);
-            b += 2;
-        }
-        if b < nb {
-            let p = w.add(b * 34);
-            a0 = _mm256_fmadd_ps(_mm256_set1_ps(f16_at(p) * *d.add(b)), q8_block(p, q.add(b * QK)), a0);
-        }
-        hsum(_mm256_add_ps(a0, a1))
-    }
-
-    /// One Q4_1 row against four activation rows: each weight block is unpacked once and
-    /// dotted with the four (a prompt's rows share the weight loads and the nibble unpacking).
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn row_q4_1_x4(w: *const u8, x: &[Q8Row; 4], nb: usize) -> [f32; 4] {
-        let low = _mm_set1_epi8(0x0F);
-        let ones = _mm256_set1_epi16(1);
-        let mut acc = [_mm256_setzero_ps(); 4];
-        let mut mins = [0f32; 4];
-        for b in 0..nb {
-            let p = w.add(b * 20);
-            let (dw, mw) = (f16_at(p), f16_at(p.add(2)));
-            let nib = _mm_loadu_si128(p.add(4) as *const __m128i);
-            let u = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(nib, 4), low), _mm_and_si128(nib, low));
-            for i in 0..4 {
-                let xi = &x[i];
-                let v = _mm256_loadu_si256(xi.q.as_ptr().add(b * QK) as *const __m256i);
-                let dot = _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(u, v), ones));
-                acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * *xi.d.get_unchecked(b)), dot, acc[i]);
-                mins[i] = mw.mul_add(*xi.s.get_unchecked(b), mins[i]);
-            }
-        }
-        [0, 1, 2, 3].map(|i| hsum(acc[i]) + mins[i])
-    }
-
-    /// One Q8_0 row against four activation rows (see [`row_q4_1_x4`]).
-    #[inline]
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn row_q8_0_x4(w: *const u8, x: &[Q8Row; 4], nb: usize) -> [f32; 4] {
-        let ones = _mm256_set1_epi16(1);
-        let mut acc = [_mm256_setzero_ps(); 4];
-        for b in 0..nb {
-            let p = w.add(b * 34);
-            let dw = f16_at(p);
-            let wv = _mm256_loadu_si256(p.add(2) as *const __m256i);
-            let aw = _mm256_sign_epi8(wv, wv);
-            for i in 0..4 {
-                let xi = &x[i];
-                let v = _mm256_loadu_si256(xi.q.as_ptr().add(b * QK) as *const __m256i);
-                let dot =
-                    _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(v, wv)), ones));
-                acc[i] = _mm256_fmadd_ps(_mm256_set1_ps(dw * *xi.d.get_unchecked(b)), dot, acc[i]);
-            }
-        }
-        [0, 1, 2, 3].map(|i| hsum(acc[i]))
-    }
-
-    /// Weight rows per L1-resident panel in [`dot_rows`] (16 Q4_1 rows of 1536 = 15 KiB).
-    const PANEL: usize = 16;
-
-    /// [`super::dot_rows`] after its checks: `w` is whole rows of `row_bytes`, every `xs[i]` has
-    /// `row_bytes / type_size` blocks, `out` is (rows, xs.len()). Blocked like a GEMM: a panel of
-    /// weight rows stays in L1 while every four-row tile of activations passes over it (the
-    /// `_x4` kernels unpack each weight block once for four rows); leftover rows go one by one.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn dot_rows(ty: GgmlType, w: &[u8], row_bytes: usize, xs: &[Q8Row], out: &mut [f32]) {
-        let (nb, m) = (row_bytes / ty.type_size(), xs.len());
-        let (four, rest) = xs.split_at(m / 4 * 4);
-        for (panel, res) in w.chunks(PANEL * row_bytes).zip(out.chunks_mut(PANEL * m)) {
-            for (t, x4) in four.chunks_exact(4).enumerate() {
-                let Ok(x4) = <&[Q8Row; 4]>::try_from(x4) else { continue }; // always 4 long
-                for (row, o) in panel.chunks_exact(row_bytes).zip(res.chunks_exact_mut(m)) {
-                    let r = match ty {
-                        GgmlType::Q4_1 => row_q4_1_x4(row.as_ptr(), x4, nb),
-                        _ => row_q8_0_x4(row.as_ptr(), x4, nb),
-                    };
-                    o[4 * t..4 * t + 4].copy_from_slice(&r);
-                }
-            }
-            for (row, o) in panel.chunks_exact(row_bytes).zip(res.chunks_exact_mut(m)) {
-                for (o, x) in o[four.len()..].iter_mut().zip(rest) {
-                    *o = match ty {
-                        GgmlType::Q4_1 => row_q4_1(row.as_ptr(), x, nb),
-                        _ => row_q8_0(row.as_ptr(), x, nb),
-                    };
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -342,7 +226,7 @@ mod tests {
     fn many_rows_equal_one_at_a_time() {
         for ty in [GgmlType::Q4_1, GgmlType::Q8_0] {
             let (rows, blocks, m) = (3, 9, 7);
-            let w: Vec<u8> = (0..rows).flat_map(|r| random_row(ty, blocks, 200 + r as u64)).collect();
+            let w: Vec<u8> = (0..rows).flat_map(|r| packed(ty, &random_row(ty, blocks, 200 + r as u64))).collect();
             let xs: Vec<Q8Row> = (0..m)
                 .map(|i| {
                     let mut q = Q8Row::default();
@@ -363,6 +247,26 @@ mod tests {
             }
             assert!(!dot_rows(ty, &w[1..], &xs, &mut all), "ragged rows are refused");
             assert!(!dot_rows(GgmlType::Q4_0, &w, &xs, &mut all), "no integer kernel for Q4_0");
+        }
+    }
+
+    fn packed(ty: GgmlType, gguf: &[u8]) -> Vec<u8> {
+        let mut p = vec![0u8; gguf.len()];
+        pack_row(ty, gguf, &mut p);
+        p
+    }
+
+    #[test]
+    fn pack_and_unpack_round_trip() {
+        for ty in [GgmlType::Q4_1, GgmlType::Q8_0, GgmlType::Q4_0] {
+            let row = random_row(ty, 11, 5);
+            let p = packed(ty, &row);
+            if ty != GgmlType::Q4_0 {
+                assert_ne!(p, row);
+            }
+            let mut back = vec![0u8; row.len()];
+            unpack_row(ty, &p, &mut back);
+            assert_eq!(back, row);
         }
     }
 
@@ -397,8 +301,9 @@ mod tests {
                 let mut xq = Q8Row::default();
                 xq.quantize_from(&x);
                 let mut f = [0f32];
-                assert!(dot_rows(ty, &row, std::slice::from_ref(&xq), &mut f));
-                let (f, s) = (f[0], slow(&row, &xq));
+                let pr = packed(ty, &row);
+                assert!(dot_rows(ty, &pr, std::slice::from_ref(&xq), &mut f));
+                let (f, s) = (f[0], slow(&pr, &xq));
                 assert!((f - s).abs() <= 1e-5 * (1.0 + s.abs()), "{ty:?} {blocks}: fast {f} vs scalar {s}");
                 let mut w = vec![0f32; blocks * QK];
                 dequantize_row_into(ty, &row, &mut w).unwrap();
