@@ -49,7 +49,11 @@ impl Init {
     /// A trainable (requires-grad) tensor of `shape`; `seed` makes normal inits reproducible.
     pub fn make(self, shape: &[usize], seed: u64, device: &Device) -> Result<Tensor> {
         let t = match self {
-            Init::Normal { .. } if SKIP.with(Cell::get) => Tensor::zeros(shape, DType::F32, device)?,
+            // zeros from the allocator (calloc): large tables stay untouched zero pages, so a
+            // loader that replaces or quantizes them never pays for the f32 copy
+            Init::Normal { .. } if SKIP.with(Cell::get) => {
+                Tensor::from_vec(vec![0f32; shape.iter().product()], shape, device)?
+            }
             Init::Normal { std } => Tensor::randn(shape, 0.0, std, DType::F32, seed, device)?,
             Init::Zeros => Tensor::zeros(shape, DType::F32, device)?,
             Init::Ones => Tensor::ones(shape, DType::F32, device)?,

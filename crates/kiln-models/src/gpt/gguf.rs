@@ -61,46 +61,59 @@ fn unpermute(w: &Tensor, heads: usize) -> Result<Tensor> {
     w.reshape(&[heads, d / 2, 2, cols])?.transpose(1, 2)?.contiguous()?.reshape(&[rows, cols])
 }
 
+/// GGUF tensor name → HF name within layer i.
+const LAYER: &[(&str, &str)] = &[
+    ("attn_norm", "input_layernorm"),
+    ("attn_q", "self_attn.q_proj"),
+    ("attn_k", "self_attn.k_proj"),
+    ("attn_v", "self_attn.v_proj"),
+    ("attn_output", "self_attn.o_proj"),
+    ("ffn_norm", "post_attention_layernorm"),
+    ("ffn_gate", "mlp.gate_proj"),
+    ("ffn_up", "mlp.up_proj"),
+    ("ffn_down", "mlp.down_proj"),
+];
+
+/// Every HF tensor name of `cfg` with its GGUF name and, for q/k, the head count whose
+/// llama.cpp row permutation must be undone.
+fn gguf_names(cfg: &GptConfig) -> Vec<(String, String, Option<usize>)> {
+    let mut out = vec![
+        ("model.embed_tokens.weight".to_string(), "token_embd.weight".to_string(), None),
+        ("model.norm.weight".to_string(), "output_norm.weight".to_string(), None),
+    ];
+    if !cfg.tie_word_embeddings {
+        out.push(("lm_head.weight".to_string(), "output.weight".to_string(), None));
+    }
+    for i in 0..cfg.n_layer {
+        for (src, dst) in LAYER {
+            let heads = match *src {
+                "attn_q" => Some(cfg.n_head),
+                "attn_k" => Some(cfg.n_kv_head),
+                _ => None,
+            };
+            out.push((format!("model.layers.{i}.{dst}.weight"), format!("blk.{i}.{src}.weight"), heads));
+        }
+    }
+    out
+}
+
+/// GGUF tensor `name` dequantized to f32 on `device`, its q/k rows back in HF order.
+fn load_f32(g: &GgufFile, name: &str, heads: Option<usize>, device: &Device) -> Result<Tensor> {
+    let t = g.tensor(name, device).map_err(|e| bad(format!("{name}: {e}")))?;
+    let t = if t.dtype() == DType::F32 { t } else { t.to_dtype(DType::F32)? };
+    match heads {
+        Some(h) => unpermute(&t, h),
+        None => Ok(t),
+    }
+}
+
 /// The tensors of a GGUF LLaMA-architecture file under Hugging Face's names, dequantized to f32
 /// on `device`, q/k rows back in HF order, with the file's config.
 pub fn hf_tensors_from_gguf(g: &GgufFile, device: &Device) -> Result<(GptConfig, HashMap<String, Tensor>)> {
     let cfg = config_from_gguf(g)?;
-    let load = |name: &str| -> Result<Tensor> {
-        let t = g.tensor(name, device).map_err(|e| bad(format!("{name}: {e}")))?;
-        if t.dtype() == DType::F32 {
-            Ok(t)
-        } else {
-            t.to_dtype(DType::F32)
-        }
-    };
     let mut out = HashMap::new();
-    out.insert("model.embed_tokens.weight".to_string(), load("token_embd.weight")?);
-    out.insert("model.norm.weight".to_string(), load("output_norm.weight")?);
-    if !cfg.tie_word_embeddings {
-        out.insert("lm_head.weight".to_string(), load("output.weight")?);
-    }
-    // GGUF name → HF name within layer i
-    const LAYER: &[(&str, &str)] = &[
-        ("attn_norm", "input_layernorm"),
-        ("attn_q", "self_attn.q_proj"),
-        ("attn_k", "self_attn.k_proj"),
-        ("attn_v", "self_attn.v_proj"),
-        ("attn_output", "self_attn.o_proj"),
-        ("ffn_norm", "post_attention_layernorm"),
-        ("ffn_gate", "mlp.gate_proj"),
-        ("ffn_up", "mlp.up_proj"),
-        ("ffn_down", "mlp.down_proj"),
-    ];
-    for i in 0..cfg.n_layer {
-        for (src, dst) in LAYER {
-            let mut t = load(&format!("blk.{i}.{src}.weight"))?;
-            match *src {
-                "attn_q" => t = unpermute(&t, cfg.n_head)?,
-                "attn_k" => t = unpermute(&t, cfg.n_kv_head)?,
-                _ => {}
-            }
-            out.insert(format!("model.layers.{i}.{dst}.weight"), t);
-        }
+    for (hf, name, heads) in gguf_names(&cfg) {
+        out.insert(hf, load_f32(g, &name, heads, device)?);
     }
     Ok((cfg, out))
 }
@@ -129,10 +142,19 @@ fn unpermuted_rows(part: usize, rows: usize, heads: usize) -> Vec<(usize, usize)
 impl Gpt {
     /// Loads a GGUF LLaMA-architecture model keeping its matrices quantized in memory (token
     /// embeddings, attention q/k/v/o, the SwiGLU's gate/up/down, the output head: all but the
-    /// norms), multiplied block by block ([`kiln_nn::Linear::quantize`]); norms are f32. A layer whose q/k/v differ in block type keeps an f32 `c_attn`. Returns the model and
-    /// the number of matrices kept quantized.
+    /// norms), multiplied block by block ([`kiln_nn::Linear::quantize`]); norms are f32. A layer
+    /// whose q/k/v differ in block type keeps an f32 `c_attn`. No f32 copy of a quantized matrix
+    /// is ever made (the model is built with untouched zero pages, each weight then replaced).
+    /// Returns the model and the number of matrices kept quantized.
     pub fn from_gguf_quantized(g: &GgufFile, device: &Device) -> Result<(Gpt, usize)> {
-        let mut model = Gpt::from_gguf(g, device)?;
+        let cfg = config_from_gguf(g)?;
+        cfg.validate()?;
+        let held = g.tensors().iter().map(|t| t.dims.iter().product::<u64>()).fold(0u64, u64::saturating_add);
+        super::hf::check_held(cfg.num_params(), usize::try_from(held).unwrap_or(usize::MAX))?;
+        let mut model = {
+            let _skip = kiln_nn::SkipInitGuard::new();
+            Gpt::new(cfg, 0, device)?
+        };
         let (h, hkv) = (model.cfg.n_head, model.cfg.n_kv_head);
         let q = |name: String| QMatrix::from_gguf(g, &name).map_err(|e| bad(format!("{name}: {e}")));
         model.wte.quantize(Arc::new(q("token_embd.weight".into())?))?;
@@ -160,6 +182,13 @@ impl Gpt {
                 count += 3;
             }
         }
+        // what is left as parameters (the norms; a c_attn that could not stay quantized) in f32
+        let sources: HashMap<String, (String, Option<usize>)> =
+            gguf_names(&model.cfg).into_iter().map(|(hf, name, heads)| (hf, (name, heads))).collect();
+        super::hf::load_params(&model, |hf: &str| {
+            let (name, heads) = sources.get(hf).ok_or_else(|| bad(format!("no GGUF tensor for {hf}")))?;
+            load_f32(g, name, *heads, device)
+        })?;
         Ok((model, count))
     }
 }

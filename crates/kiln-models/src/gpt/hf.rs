@@ -225,7 +225,7 @@ impl Gpt {
             let _skip = kiln_nn::SkipInitGuard::new();
             Gpt::new(cfg, 0, &device)?
         };
-        let get = |name: &str| -> Result<Tensor> {
+        load_params(&model, |name: &str| {
             let t = tensors
                 .get(name)
                 .or_else(|| name.strip_prefix("transformer.").and_then(|n| tensors.get(n)))
@@ -235,31 +235,38 @@ impl Gpt {
             } else {
                 t.to_dtype(DType::F32)
             }
-        };
-        let table: HashMap<String, Source> = name_table(&model.cfg).into_iter().collect();
-        for (name, p) in model.named_parameters() {
-            let src = table.get(&name).ok_or_else(|| Error::Invalid {
-                op: "hf checkpoint",
-                msg: format!("no HF source for kiln parameter {name}"),
-            })?;
-            let w = match src {
-                Source::Copy(n) => get(n)?,
-                Source::Transpose(n) => get(n)?.t()?.contiguous()?,
-                Source::Cat(ns) => {
-                    let parts = ns.iter().map(|n| get(n)).collect::<Result<Vec<_>>>()?;
-                    Tensor::cat(&parts.iter().collect::<Vec<_>>(), 0)?
-                }
-            };
-            if w.dims() != p.dims() {
-                return Err(Error::Invalid {
-                    op: "hf checkpoint",
-                    msg: format!("{src:?} has shape {:?}, kiln's {name} needs {:?}", w.dims(), p.dims()),
-                });
-            }
-            p.assign_(&w)?;
-        }
+        })?;
         Ok(model)
     }
+}
+
+/// Fills every parameter `model` has (quantized matrices excluded: they are not parameters)
+/// from the HF-named tensors `get` returns (f32), through the name table (transposing GPT-2's
+/// Conv1D weights, concatenating q/k/v), checking each shape.
+pub(crate) fn load_params(model: &Gpt, get: impl Fn(&str) -> Result<Tensor>) -> Result<()> {
+    let table: HashMap<String, Source> = name_table(&model.cfg).into_iter().collect();
+    for (name, p) in model.named_parameters() {
+        let src = table.get(&name).ok_or_else(|| Error::Invalid {
+            op: "hf checkpoint",
+            msg: format!("no HF source for kiln parameter {name}"),
+        })?;
+        let w = match src {
+            Source::Copy(n) => get(n)?,
+            Source::Transpose(n) => get(n)?.t()?.contiguous()?,
+            Source::Cat(ns) => {
+                let parts = ns.iter().map(|n| get(n)).collect::<Result<Vec<_>>>()?;
+                Tensor::cat(&parts.iter().collect::<Vec<_>>(), 0)?
+            }
+        };
+        if w.dims() != p.dims() {
+            return Err(Error::Invalid {
+                op: "hf checkpoint",
+                msg: format!("{src:?} has shape {:?}, kiln's {name} needs {:?}", w.dims(), p.dims()),
+            });
+        }
+        p.assign_(&w)?;
+    }
+    Ok(())
 }
 
 /// A config asking for far more parameters than the checkpoint holds (a corrupt or hostile
@@ -268,7 +275,11 @@ impl Gpt {
 /// mismatches (a missing or mis-shaped tensor) pass here and are reported by name when the
 /// tensors are mapped. Shared by the decoder and BERT loaders.
 pub(crate) fn check_size(needed: usize, tensors: &HashMap<String, Tensor>) -> Result<()> {
-    let held: usize = tensors.values().map(|t| t.numel()).sum();
+    check_held(needed, tensors.values().map(|t| t.numel()).sum())
+}
+
+/// [`check_size`] against `held` values counted by the caller (e.g. a GGUF file's tensors).
+pub(crate) fn check_held(needed: usize, held: usize) -> Result<()> {
     if needed > held.saturating_mul(2).saturating_add(1 << 20) {
         return Err(Error::Invalid {
             op: "hf checkpoint",
