@@ -1,0 +1,264 @@
+//! The two generation endpoints: a validated request becomes a [`Job`] for the worker, whose
+//! events come back as one JSON body or as server-sent events.
+
+use crate::error::ApiError;
+use crate::model::{chat_prompt, encode_prompt};
+use crate::request::{self, Fields, Prompt};
+use crate::response::{sse, usage, Endpoint, Header, SSE_DONE};
+use crate::server::AppState;
+use crate::worker::{Event, Job};
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use kiln_infer::Sampler;
+use std::collections::VecDeque;
+use std::time::Instant;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use tokio::time::timeout_at;
+
+/// A request ready for the worker.
+struct Prepared {
+    endpoint: Endpoint,
+    prompt: Vec<u32>,
+    /// Completions with `echo`: the prompt text, returned before the completion.
+    echo: Option<String>,
+    max_tokens: usize,
+    sampler: Sampler,
+    stop: Vec<String>,
+    stream: bool,
+    include_usage: bool,
+}
+
+fn body_error(r: BytesRejection) -> ApiError {
+    ApiError::invalid(r.body_text(), None).with_status(r.status())
+}
+
+/// `POST /v1/completions`.
+pub async fn completions(State(app): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let prepared = body.map_err(body_error).and_then(|b| prepare(&app, Endpoint::Completions, &b));
+    match prepared {
+        Ok(p) => run(app, p).await.unwrap_or_else(IntoResponse::into_response),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /v1/chat/completions`.
+pub async fn chat(State(app): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
+    let prepared = body.map_err(body_error).and_then(|b| prepare(&app, Endpoint::Chat, &b));
+    match prepared {
+        Ok(p) => run(app, p).await.unwrap_or_else(IntoResponse::into_response),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn prepare(app: &AppState, endpoint: Endpoint, body: &[u8]) -> Result<Prepared, ApiError> {
+    let s = app.shared();
+    let f = Fields::parse(body)?;
+    let model = f.model()?;
+    if model != s.name {
+        return Err(ApiError::model_not_found(model));
+    }
+    let max_keys: &[&str] = match endpoint {
+        Endpoint::Completions => &["max_tokens"],
+        Endpoint::Chat => &["max_completion_tokens", "max_tokens"],
+    };
+    let common = request::common(&f, max_keys, s.opts.max_tokens_limit)?;
+    let (prompt, echo, param) = match endpoint {
+        Endpoint::Completions => {
+            let echo = f.bool("echo")?.unwrap_or(false);
+            match request::prompt(&f, s.vocab)? {
+                Prompt::Text(t) => (encode_prompt(&s.tok, s.bos, &t, "prompt")?, echo.then_some(t), "prompt"),
+                Prompt::Tokens(ids) => {
+                    let text = if echo {
+                        Some(s.tok.decode(&ids).map_err(|e| ApiError::invalid(e.to_string(), Some("prompt")))?)
+                    } else {
+                        None
+                    };
+                    (ids, text, "prompt")
+                }
+            }
+        }
+        Endpoint::Chat => {
+            let text = chat_prompt(s.chat.as_ref(), &request::messages(&f)?)?;
+            (encode_prompt(&s.tok, s.bos, &text, "messages")?, None, "messages")
+        }
+    };
+    if prompt.is_empty() {
+        return Err(ApiError::invalid(
+            "The prompt is empty (and the model has no BOS token to start from).",
+            Some(param),
+        )
+        .with_code("invalid_value"));
+    }
+    if let Some(&t) = prompt.iter().find(|&&t| t as usize >= s.vocab) {
+        return Err(ApiError::invalid(
+            format!("Token {t} of the prompt is outside the model's vocabulary."),
+            Some(param),
+        ));
+    }
+    let ctx = s.ctx;
+    if prompt.len() >= ctx {
+        return Err(ApiError::invalid(
+            format!(
+                "This model's maximum context length is {ctx} tokens. However, your prompt has {} tokens, \
+                 which leaves no room for a completion. Please reduce the length of the prompt.",
+                prompt.len()
+            ),
+            Some(param),
+        )
+        .with_code("context_length_exceeded"));
+    }
+    let room = ctx - prompt.len();
+    let max_tokens = match common.max_tokens {
+        Some(m) if m > room => {
+            return Err(ApiError::invalid(
+                format!(
+                    "This model's maximum context length is {ctx} tokens. However, you requested {} tokens \
+                     ({} in the prompt, {m} in the completion). Please reduce the prompt or the completion length.",
+                    prompt.len() + m,
+                    prompt.len()
+                ),
+                Some(max_keys[0]),
+            )
+            .with_code("context_length_exceeded"))
+        }
+        Some(m) => m,
+        None => match endpoint {
+            Endpoint::Completions => s.opts.default_max_tokens.min(room),
+            Endpoint::Chat => s.opts.max_tokens_limit.min(room),
+        },
+    };
+    Ok(Prepared {
+        endpoint,
+        prompt,
+        echo,
+        max_tokens,
+        sampler: common.sampler,
+        stop: common.stop,
+        stream: common.stream,
+        include_usage: common.include_usage,
+    })
+}
+
+/// Queues the job, waits for the worker to take it, then answers in one body or as a stream.
+async fn run(app: AppState, p: Prepared) -> Result<Response, ApiError> {
+    let s = app.shared();
+    let timeout = s.opts.request_timeout;
+    let deadline = Instant::now() + timeout;
+    let (tx, mut rx) = unbounded_channel();
+    let prompt_tokens = p.prompt.len();
+    app.submit(Job {
+        prompt: p.prompt,
+        max_tokens: p.max_tokens,
+        sampler: p.sampler,
+        stop: p.stop,
+        deadline,
+        timeout,
+        events: tx,
+    })?;
+    let tokio_deadline = tokio::time::Instant::from_std(deadline);
+    match timeout_at(tokio_deadline, rx.recv()).await {
+        Err(_) => return Err(ApiError::timeout(timeout)),
+        Ok(None) => return Err(ApiError::internal("the generation worker dropped the request")),
+        Ok(Some(Event::Failed(e))) => return Err(e),
+        Ok(Some(Event::Started)) => {}
+        Ok(Some(other)) => return Err(ApiError::internal(format!("unexpected worker event {other:?}"))),
+    }
+    let head = Header::new(p.endpoint, &s.name);
+    if p.stream {
+        let stream = SseStream {
+            rx,
+            deadline: tokio_deadline,
+            timeout,
+            head,
+            prompt_tokens,
+            include_usage: p.include_usage,
+            queue: VecDeque::new(),
+            done: false,
+        };
+        return Ok(stream.into_response(p.echo));
+    }
+    let mut text = p.echo.unwrap_or_default();
+    loop {
+        match timeout_at(tokio_deadline, rx.recv()).await {
+            Err(_) => return Err(ApiError::timeout(timeout)),
+            Ok(None) => return Err(ApiError::internal("the generation worker dropped the request")),
+            Ok(Some(Event::Started)) => {}
+            Ok(Some(Event::Text(t))) => text.push_str(&t),
+            Ok(Some(Event::Failed(e))) => return Err(e),
+            Ok(Some(Event::Done { finish, completion_tokens })) => {
+                let body = head.body(&text, finish.as_str(), usage(prompt_tokens, completion_tokens));
+                return Ok((StatusCode::OK, axum::Json(body)).into_response());
+            }
+        }
+    }
+}
+
+/// The events of one streamed response, turned into SSE bytes as they arrive.
+struct SseStream {
+    rx: UnboundedReceiver<Event>,
+    deadline: tokio::time::Instant,
+    timeout: std::time::Duration,
+    head: Header,
+    prompt_tokens: usize,
+    include_usage: bool,
+    queue: VecDeque<String>,
+    done: bool,
+}
+
+impl SseStream {
+    /// The chunk of `data`, with `"usage": null` when the client asked for usage at the end.
+    fn push(&mut self, mut data: serde_json::Value) {
+        if self.include_usage {
+            data["usage"] = serde_json::Value::Null;
+        }
+        self.queue.push_back(sse(&data));
+    }
+
+    fn end_with_error(&mut self, e: &ApiError) {
+        self.queue.push_back(sse(&e.body()));
+        self.queue.push_back(SSE_DONE.to_string());
+        self.done = true;
+    }
+
+    fn into_response(mut self, echo: Option<String>) -> Response {
+        match self.head.endpoint {
+            Endpoint::Chat => self.push(self.head.chunk(None, true, None)),
+            Endpoint::Completions => {
+                if let Some(t) = echo.filter(|t| !t.is_empty()) {
+                    self.push(self.head.chunk(Some(&t), false, None));
+                }
+            }
+        }
+        let stream = futures_util::stream::unfold(self, |mut st| async move {
+            loop {
+                if let Some(s) = st.queue.pop_front() {
+                    return Some((Ok::<_, std::convert::Infallible>(Bytes::from(s)), st));
+                }
+                if st.done {
+                    return None;
+                }
+                match timeout_at(st.deadline, st.rx.recv()).await {
+                    Err(_) => st.end_with_error(&ApiError::timeout(st.timeout)),
+                    Ok(None) => st.end_with_error(&ApiError::internal("the generation worker dropped the request")),
+                    Ok(Some(Event::Started)) => {}
+                    Ok(Some(Event::Text(t))) => st.push(st.head.chunk(Some(&t), false, None)),
+                    Ok(Some(Event::Failed(e))) => st.end_with_error(&e),
+                    Ok(Some(Event::Done { finish, completion_tokens })) => {
+                        st.push(st.head.chunk(None, false, Some(finish.as_str())));
+                        if st.include_usage {
+                            let u = st.head.usage_chunk(usage(st.prompt_tokens, completion_tokens));
+                            st.queue.push_back(sse(&u));
+                        }
+                        st.queue.push_back(SSE_DONE.to_string());
+                        st.done = true;
+                    }
+                }
+            }
+        });
+        ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(stream))
+            .into_response()
+    }
+}

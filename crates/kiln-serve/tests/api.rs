@@ -1,0 +1,215 @@
+//! The OpenAI API over real HTTP: completions, chat, streaming, stop strings and tokens,
+//! `/v1/models`, `/health`, `/metrics`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
+
+mod common;
+
+use common::*;
+use kiln_serve::{default_chat_prompt, ServeOptions};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_have_openai_shape_and_usage() {
+    let base = start(tiny(), ServeOptions::default()).await;
+    let c = reqwest::Client::new();
+    let url = format!("{base}/v1/completions");
+    let (status, v) = post(&c, &url, &greedy("Hello", 20)).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["object"], "text_completion");
+    assert!(v["id"].as_str().unwrap().starts_with("cmpl-"));
+    assert!(v["created"].as_u64().unwrap() > 1_600_000_000);
+    assert_eq!(v["model"], "tiny");
+    let choice = &v["choices"][0];
+    assert_eq!(choice["index"], 0);
+    assert_eq!(choice["finish_reason"], "length");
+    assert_eq!(choice["text"].as_str().unwrap().chars().count(), 20);
+    assert_eq!(v["usage"], json!({ "prompt_tokens": 5, "completion_tokens": 20, "total_tokens": 25 }));
+
+    // Greedy and seeded sampling are reproducible; the default max_tokens is 16.
+    let (_, again) = post(&c, &url, &greedy("Hello", 20)).await;
+    assert_eq!(again["choices"][0]["text"], choice["text"]);
+    let sampled =
+        json!({ "model": "tiny", "prompt": "Hello", "temperature": 1.2, "top_p": 0.9, "top_k": 20, "seed": 5 });
+    let (_, a) = post(&c, &url, &sampled).await;
+    let (_, b) = post(&c, &url, &sampled).await;
+    assert_eq!(a["choices"][0]["text"], b["choices"][0]["text"]);
+    assert_eq!(a["usage"]["completion_tokens"], 16);
+
+    // echo puts the prompt in front; token-id prompts work too.
+    let mut echo = greedy("Hello", 20);
+    echo["echo"] = json!(true);
+    let (_, e) = post(&c, &url, &echo).await;
+    assert_eq!(e["choices"][0]["text"].as_str().unwrap(), format!("Hello{}", choice["text"].as_str().unwrap()));
+    let ids: Vec<u32> = common::char_tokenizer().encode("Hello").unwrap();
+    let (_, t) = post(&c, &url, &json!({ "model": "tiny", "prompt": ids, "max_tokens": 20, "temperature": 0 })).await;
+    assert_eq!(t["choices"][0]["text"], choice["text"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_uses_the_template_or_the_default_one() {
+    let msgs = vec![
+        kiln_data::ChatMessage { role: "system".into(), content: "Be brief.".into() },
+        kiln_data::ChatMessage { role: "user".into(), content: "Hi there".into() },
+    ];
+    let body = json!({ "model": "tiny", "messages": msgs, "max_tokens": 12, "temperature": 0 });
+    let c = reqwest::Client::new();
+
+    let base = start(tiny(), ServeOptions::default()).await;
+    let (status, v) = post(&c, &format!("{base}/v1/chat/completions"), &body).await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["object"], "chat.completion");
+    assert!(v["id"].as_str().unwrap().starts_with("chatcmpl-"));
+    assert_eq!(v["choices"][0]["message"]["role"], "assistant");
+    assert_eq!(v["choices"][0]["message"]["content"].as_str().unwrap().chars().count(), 12);
+    assert_eq!(v["choices"][0]["finish_reason"], "length");
+    assert_eq!(v["usage"]["prompt_tokens"], default_chat_prompt(&msgs).chars().count());
+    assert_eq!(default_chat_prompt(&msgs), "<|system|>\nBe brief.\n<|user|>\nHi there\n<|assistant|>\n");
+
+    let mut m = tiny();
+    m.chat = Some(template());
+    let base = start(m, ServeOptions::default()).await;
+    let (_, v) = post(&c, &format!("{base}/v1/chat/completions"), &body).await;
+    let rendered = template().render(&msgs, true).unwrap();
+    assert_eq!(v["usage"]["prompt_tokens"], rendered.chars().count());
+    // Content as text parts, max_completion_tokens preferred over max_tokens.
+    let parts = json!({ "model": "tiny", "temperature": 0, "max_tokens": 3, "max_completion_tokens": 12, "messages": [
+        { "role": "system", "content": [{ "type": "text", "text": "Be brief." }] },
+        { "role": "user", "content": [{ "type": "text", "text": "Hi " }, { "type": "text", "text": "there" }] },
+    ]});
+    let (_, p) = post(&c, &format!("{base}/v1/chat/completions"), &parts).await;
+    assert_eq!(p["choices"][0]["message"], v["choices"][0]["message"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_are_openai_sse_and_match_the_whole_response() {
+    let base = start(tiny(), ServeOptions::default()).await;
+    let c = reqwest::Client::new();
+    for (path, body) in [
+        ("/v1/completions", greedy("The quick", 30)),
+        (
+            "/v1/completions",
+            json!({ "model": "tiny", "prompt": "abc", "max_tokens": 25, "temperature": 0.9, "seed": 3 }),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({ "model": "tiny", "messages": [{ "role": "user", "content": "Hey" }], "max_tokens": 30, "temperature": 0 }),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({ "model": "tiny", "messages": [{ "role": "user", "content": "Hey" }], "max_tokens": 30, "seed": 11 }),
+        ),
+    ] {
+        let url = format!("{base}{path}");
+        let (_, whole) = post(&c, &url, &body).await;
+        let mut sbody = body.clone();
+        sbody["stream"] = json!(true);
+        let (status, ctype, chunks) = post_stream(&c, &url, &sbody).await;
+        assert_eq!(status, 200);
+        assert!(ctype.starts_with("text/event-stream"), "{ctype}");
+        let choice = &whole["choices"][0];
+        let text = choice["text"].as_str().or_else(|| choice["message"]["content"].as_str()).unwrap();
+        assert_eq!(stream_text(&chunks), text, "{path}");
+        assert_eq!(stream_finish(&chunks), choice["finish_reason"].as_str().unwrap());
+        assert!(chunks.iter().all(|c| c["id"] == chunks[0]["id"] && c["model"] == "tiny"));
+        if path == "/v1/chat/completions" {
+            assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"));
+            assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+            assert!(chunks[1..].iter().all(|c| c["choices"][0]["delta"].get("role").is_none()));
+            assert_eq!(chunks.last().unwrap()["choices"][0]["delta"], json!({}));
+        } else {
+            assert!(chunks.iter().all(|c| c["object"] == "text_completion"));
+        }
+        // More than one content chunk: it really streams token by token.
+        assert!(chunks.len() > 10, "{}", chunks.len());
+    }
+
+    // include_usage: every chunk has "usage": null, then a last chunk with no choices and the usage.
+    let mut body = greedy("The quick", 7);
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({ "include_usage": true });
+    let (_, _, chunks) = post_stream(&c, &format!("{base}/v1/completions"), &body).await;
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"], json!([]));
+    assert_eq!(last["usage"], json!({ "prompt_tokens": 9, "completion_tokens": 7, "total_tokens": 16 }));
+    assert!(chunks[..chunks.len() - 1].iter().all(|c| c["usage"].is_null() && c.get("usage").is_some()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_strings_cut_the_text_and_never_leak_into_streams() {
+    let base = start(tiny(), ServeOptions::default()).await;
+    let c = reqwest::Client::new();
+    let url = format!("{base}/v1/completions");
+    let (_, v) = post(&c, &url, &seeded("Once upon", 60)).await;
+    let full: Vec<char> = v["choices"][0]["text"].as_str().unwrap().chars().collect();
+    // A stop string from the middle of the greedy text, and one that never occurs.
+    let stop: String = full[20..23].iter().collect();
+    let full_text: String = full.iter().collect();
+    let cut = &full_text[..full_text.find(&stop).unwrap()];
+    assert!(cut.len() >= 5, "the stop string should not occur at the very start: {full_text:?}");
+    for stops in [json!(stop), json!(["\u{1}never", stop])] {
+        let mut body = seeded("Once upon", 60);
+        body["stop"] = stops;
+        let (_, s) = post(&c, &url, &body).await;
+        assert_eq!(s["choices"][0]["text"], cut);
+        assert_eq!(s["choices"][0]["finish_reason"], "stop");
+        body["stream"] = json!(true);
+        let (_, _, chunks) = post_stream(&c, &url, &body).await;
+        assert_eq!(stream_text(&chunks), cut);
+        assert_eq!(stream_finish(&chunks), "stop");
+    }
+    // A stop string that begins in the text but is never completed is released at the end.
+    let mut body = seeded("Once upon", 60);
+    let tail: String = full[57..].iter().copied().chain(['\u{1}']).collect();
+    body["stop"] = json!(tail);
+    body["stream"] = json!(true);
+    let (_, _, chunks) = post_stream(&c, &url, &body).await;
+    assert_eq!(stream_text(&chunks), full_text);
+    assert_eq!(stream_finish(&chunks), "length");
+
+    // A stop token (end-of-sequence): generation ends after it, its text is not returned.
+    let mut m = tiny();
+    let eos = m.tok.encode(&full[10].to_string()).unwrap()[0];
+    m.stop = vec![eos];
+    let base = start(m, ServeOptions::default()).await;
+    let (_, s) = post(&c, &format!("{base}/v1/completions"), &seeded("Once upon", 60)).await;
+    let upto: String = full.iter().take_while(|&&ch| ch != full[10]).collect();
+    assert_eq!(s["choices"][0]["text"], upto.as_str());
+    assert_eq!(s["choices"][0]["finish_reason"], "stop");
+    assert_eq!(s["usage"]["completion_tokens"], upto.chars().count() + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_health_and_metrics() {
+    let base = start(tiny(), ServeOptions::default()).await;
+    let c = reqwest::Client::new();
+    let models: serde_json::Value = c.get(format!("{base}/v1/models")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(models["object"], "list");
+    assert_eq!(models["data"][0]["id"], "tiny");
+    assert_eq!(models["data"][0]["object"], "model");
+    let one = c.get(format!("{base}/v1/models/tiny")).send().await.unwrap();
+    assert_eq!(one.status(), 200);
+    let other = c.get(format!("{base}/v1/models/gpt-4")).send().await.unwrap();
+    assert_eq!(other.status(), 404);
+    let health = c.get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+
+    post(&c, &format!("{base}/v1/completions"), &greedy("Hi", 9)).await;
+    post(&c, &format!("{base}/v1/completions"), &greedy("Hi", 9)).await;
+    post(&c, &format!("{base}/v1/completions"), &json!({ "model": "tiny" })).await;
+    let resp = c.get(format!("{base}/metrics")).send().await.unwrap();
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = resp.text().await.unwrap();
+    for name in ["kiln_queue_depth", "kiln_running_sequences", "kiln_generated_tokens_total", "kiln_tokens_per_second"]
+    {
+        assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing:\n{text}");
+    }
+    assert_eq!(metric(&c, &base, r#"kiln_requests_total{endpoint="/v1/completions",status="200"}"#).await, 2.0);
+    assert_eq!(metric(&c, &base, r#"kiln_requests_total{endpoint="/v1/completions",status="400"}"#).await, 1.0);
+    assert_eq!(metric(&c, &base, r#"kiln_requests_total{endpoint="/v1/models",status="200"}"#).await, 1.0);
+    assert_eq!(metric(&c, &base, "kiln_generated_tokens_total").await, 18.0);
+    assert_eq!(metric(&c, &base, "kiln_prompt_tokens_total").await, 4.0);
+    assert!(metric(&c, &base, "kiln_tokens_per_second").await > 0.0);
+    assert_eq!(metric(&c, &base, "kiln_queue_depth").await, 0.0);
+    assert_eq!(metric(&c, &base, "kiln_running_sequences").await, 0.0);
+}
