@@ -388,3 +388,22 @@ fn bad_inputs_are_errors() {
     assert!(matches!(table.index_select(0, &u8id), Err(Error::IndexOutOfRange { index: 4, size: 4, .. })));
     assert!(matches!(table.index_select(2, &u8id), Err(Error::DimOutOfRange { .. })));
 }
+
+#[test]
+fn rope_matches_reference() {
+    // true RoPE tables (equal halves) and (B, H, T, D) input, as attention uses it
+    let (t, d) = (7, 16);
+    let mut cos = vec![0f32; t * d];
+    let mut sin = vec![0f32; t * d];
+    for p in 0..t {
+        for i in 0..d {
+            let a = p as f64 * 10000f64.powf(-2.0 * (i % (d / 2)) as f64 / d as f64);
+            (cos[p * d + i], sin[p * d + i]) = (a.cos() as f32, a.sin() as f32);
+        }
+    }
+    let dev = kiln_cpu::cpu();
+    let (c, s) = (Tensor::from_vec(cos, &[t, d], &dev).unwrap(), Tensor::from_vec(sin, &[t, d], &dev).unwrap());
+    let x = rand(&[2, 3, t, d], -2.0, 2.0, 21);
+    let (c2, s2) = (c.clone(), s.clone());
+    compare(&[x], move |v| v[0].rope(&c, &s).unwrap(), move |v| v[0].rope_reference(&c2, &s2).unwrap(), "rope");
+}

@@ -56,6 +56,12 @@ pub trait FusedOps {
         let _ = (x, w, mean, rstd, dy);
         not_impl("layer_norm_bwd", "?")
     }
+    /// Rotary embedding of `x` (…, T, D) contiguous with tables `cos`, `sin` (T, D), rotate-half
+    /// pairing; `transpose` applies the transposed Jacobian (the backward). See `Tensor::rope`.
+    fn rope(&self, x: Arg, cos: Arg, sin: Arg, transpose: bool) -> Result<BoxStorage> {
+        let _ = (x, cos, sin, transpose);
+        not_impl("rope", "?")
+    }
     /// RMSNorm over the last dim: returns `(y, rstd)`.
     fn rms_norm(&self, x: Arg, w: Option<Arg>, eps: f64) -> Result<(BoxStorage, BoxStorage)> {
         let _ = (x, w, eps);

@@ -15,6 +15,7 @@ mod optim;
 mod quantized_matmul;
 mod reduce;
 mod rms_norm;
+mod rope;
 mod softmax;
 mod view;
 
@@ -34,7 +35,7 @@ pub const OPS: &[&str] = &[
     "matmul", "linear",
     // fused
     "softmax", "log_softmax", "layer_norm", "rms_norm", "cross_entropy", "attention",
-    "packed_attention",
+    "packed_attention", "rope",
     // gathers
     "index_select",
     // views and movement

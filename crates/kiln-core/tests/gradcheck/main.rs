@@ -148,6 +148,7 @@ fn every_op_is_gradchecked() {
     views_and_movement();
     fused_softmax();
     norms::cases();
+    norms::rope_cases();
     attention::cases();
     indexing::cases();
     let covered = COVERED.lock().unwrap().clone();

@@ -50,3 +50,14 @@ pub fn cases() {
 fn all() {
     cases();
 }
+
+/// Fused RoPE with arbitrary tables (so the backward is checked as the transposed Jacobian, not
+/// only for true rotations), over (B, H, T, D) and (T, D) inputs.
+pub fn rope_cases() {
+    let x = input(&[2, 3, 4, 6], -2.0, 2.0, 111);
+    let (c, s) = (input(&[4, 6], -1.0, 1.0, 112), input(&[4, 6], -1.0, 1.0, 113));
+    let (c, s) = (c.detach(), s.detach());
+    check(|t| t[0].rope(&c, &s), std::slice::from_ref(&x));
+    let x2 = input(&[4, 6], -2.0, 2.0, 114);
+    check(|t| t[0].rope(&c, &s), std::slice::from_ref(&x2));
+}

@@ -1,7 +1,7 @@
 //! The backend's [`FusedOps`] table: each entry forwards to the kernel file of the same name,
 //! where forward and backward sit side by side.
 
-use super::{attention, cross_entropy, layer_norm, rms_norm, softmax};
+use super::{attention, cross_entropy, layer_norm, rms_norm, rope, softmax};
 use crate::CpuBackend;
 use kiln_core::backend::{Arg, AttentionArgs, BoxStorage, FusedOps};
 use kiln_core::Result;
@@ -31,6 +31,9 @@ impl FusedOps for CpuBackend {
         dy: Arg,
     ) -> Result<(BoxStorage, Option<BoxStorage>, Option<BoxStorage>)> {
         layer_norm::backward(x, w, mean, rstd, dy)
+    }
+    fn rope(&self, x: Arg, cos: Arg, sin: Arg, transpose: bool) -> Result<BoxStorage> {
+        rope::rope(x, cos, sin, transpose)
     }
     fn rms_norm(&self, x: Arg, w: Option<Arg>, eps: f64) -> Result<(BoxStorage, BoxStorage)> {
         rms_norm::forward(x, w, eps)

@@ -14,6 +14,7 @@ mod memory;
 pub(crate) mod random;
 mod reduce;
 mod rms_norm;
+mod rope;
 mod rows;
 mod softmax;
 pub(crate) mod strided;

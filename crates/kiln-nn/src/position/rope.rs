@@ -4,7 +4,7 @@
 //! With `θᵢ = base^(−2i/D)`, `i < D/2`, and the "rotate half" channel pairing of GPT-NeoX/HF
 //! LLaMA (channel `i` pairs with `i + D/2`):
 //! `rope(x)_t = x_t ⊙ cos(t·θ) + rotate_half(x_t) ⊙ sin(t·θ)`, `rotate_half([a, b]) = [−b, a]`.
-//! Built from differentiable primitives, so gradients flow through it.
+//! One fused op ([`Tensor::rope`]) forward and backward.
 
 use kiln_core::{DType, Device, Error, Result, Tensor};
 
@@ -75,8 +75,6 @@ impl RotaryEmbedding {
         }
         let cos = self.cos.narrow(0, offset, t)?; // (T, D), broadcast over (B, H)
         let sin = self.sin.narrow(0, offset, t)?;
-        let halves = x.chunk(2, -1)?;
-        let rotated = Tensor::cat(&[&halves[1].neg()?, &halves[0]], -1)?;
-        x.mul(&cos)?.add(&rotated.mul(&sin)?)
+        x.rope(&cos, &sin) // one fused node (Tensor::rope_reference composes it from primitives)
     }
 }
