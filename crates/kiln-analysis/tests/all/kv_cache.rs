@@ -1,0 +1,73 @@
+//! KV cache: the verified sizes, GQA/MQA savings, paged layouts.
+
+use kiln_analysis::kv_cache::{kv_cache, kv_cache_bytes, max_decode_batch, max_kv_tokens, paged_kv_cache};
+use kiln_analysis::{Arch, Dtype};
+
+#[test]
+fn verified_sizes() {
+    let g = kv_cache(&Arch::preset("gpt2-small").unwrap(), 1024, 1, Dtype::F32).unwrap();
+    assert_eq!(g.total, 75_497_472);
+    assert_eq!(g.total, kv_cache_bytes(12, 1024, 12, 64, 1, 4).unwrap());
+    let g3 = kv_cache(&Arch::preset("gpt3-175b").unwrap(), 2048, 1, Dtype::F16).unwrap();
+    assert_eq!(g3.total, 9_663_676_416);
+    // book eq. 12.94: GPT-2 fp16 costs 36,864 bytes per token
+    let h = kv_cache(&Arch::preset("gpt2-small").unwrap(), 512, 1, Dtype::F16).unwrap();
+    assert_eq!(h.per_token, 36_864);
+    assert_eq!(h.total, 18_874_368);
+    // batch scales linearly (eq. 12.100)
+    assert_eq!(kv_cache(&Arch::preset("gpt3-175b").unwrap(), 2048, 8, Dtype::F16).unwrap().total, 8 * g3.total);
+}
+
+#[test]
+fn gqa_and_mqa() {
+    let s = kv_cache(&Arch::preset("smollm2-135m").unwrap(), 2048, 1, Dtype::F16).unwrap();
+    assert_eq!(s.total, kv_cache_bytes(30, 2048, 3, 64, 1, 2).unwrap());
+    assert_eq!(s.mha_total, 3 * s.total);
+    let mut mqa = Arch::preset("llama-7b").unwrap();
+    mqa.n_kv_heads = 1;
+    let m = kv_cache(&mqa, 100, 2, Dtype::Bf16).unwrap();
+    assert_eq!(m.mha_total, 32 * m.total);
+    // quantized cache rows round to whole blocks: 128 elements of q8_0 = 4 blocks of 34 B
+    let q = kv_cache(&mqa, 1, 1, Dtype::Q8_0).unwrap();
+    assert_eq!(q.per_token_per_layer, 2 * 4 * 34);
+}
+
+#[test]
+fn paged() {
+    let a = Arch::preset("gpt2-small").unwrap();
+    let per_token = kv_cache(&a, 1, 1, Dtype::F16).unwrap().per_token;
+    let p = paged_kv_cache(&a, &[1, 16, 17, 40], 16, Dtype::F16).unwrap();
+    assert_eq!(p.blocks, 1 + 1 + 2 + 3);
+    assert_eq!(p.tokens, 74);
+    assert_eq!(p.allocated, 7 * 16 * per_token);
+    assert_eq!(p.used, 74 * per_token);
+    assert_eq!(p.waste, (7 * 16 - 74) * per_token);
+    assert!((p.waste_fraction - 38.0 / 112.0).abs() < 1e-12);
+    // block size 1 wastes nothing
+    assert_eq!(paged_kv_cache(&a, &[5, 9], 1, Dtype::F16).unwrap().waste, 0);
+}
+
+#[test]
+fn what_fits() {
+    let a = Arch::preset("llama-7b").unwrap();
+    let per_seq = kv_cache(&a, 2048, 1, Dtype::F16).unwrap().total;
+    let weights = 2 * kiln_analysis::num_params(&a).unwrap();
+    let budget = 80u64 << 30;
+    let b = max_decode_batch(&a, 2048, Dtype::Bf16, Dtype::F16, budget).unwrap().unwrap();
+    assert!(weights + b * per_seq <= budget && weights + (b + 1) * per_seq > budget);
+    assert_eq!(max_decode_batch(&a, 2048, Dtype::Bf16, Dtype::F16, weights).unwrap(), None);
+    let per_token = kv_cache(&a, 1, 1, Dtype::F16).unwrap().per_token;
+    assert_eq!(max_kv_tokens(&a, Dtype::F16, 10 * per_token + 1).unwrap(), 10);
+}
+
+#[test]
+fn errors() {
+    let bert = Arch::preset("bert-base").unwrap();
+    assert!(kv_cache(&bert, 10, 1, Dtype::F16).unwrap_err().to_string().contains("encoder"));
+    let g = Arch::preset("gpt2-small").unwrap();
+    assert!(kv_cache(&g, 2048, 1, Dtype::F16).is_err());
+    assert!(kv_cache(&g, 10, 0, Dtype::F16).is_err());
+    assert!(paged_kv_cache(&g, &[], 16, Dtype::F16).is_err());
+    assert!(paged_kv_cache(&g, &[3], 0, Dtype::F16).is_err());
+    assert!(kv_cache_bytes(u64::MAX, 2, 1, 1, 1, 1).unwrap_err().to_string().contains("overflows"));
+}
