@@ -10,6 +10,8 @@ mod kv_cache;
 mod load;
 mod memory;
 mod params;
+mod scaling;
+mod train_time;
 
 use std::path::PathBuf;
 
