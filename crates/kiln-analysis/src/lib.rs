@@ -29,7 +29,9 @@ mod load;
 pub mod memory;
 pub mod params;
 mod presets;
+pub mod report;
 pub mod scaling;
+mod table;
 pub mod train_time;
 
 pub use activations::{activation_memory, ActivationOpts, Activations};
@@ -41,5 +43,6 @@ pub use kv_cache::{kv_cache, paged_kv_cache};
 pub use memory::{model_states, training_memory, Optimizer, Precision, TrainingSetup, ZeroStage};
 pub use params::{num_params, param_count, ParamCount};
 pub use presets::PRESETS;
+pub use report::Report;
 pub use scaling::{Chinchilla, Kaplan};
 pub use train_time::{training_time, training_time_6nd};

@@ -10,6 +10,7 @@ mod kv_cache;
 mod load;
 mod memory;
 mod params;
+mod report;
 mod scaling;
 mod train_time;
 
