@@ -14,7 +14,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use kiln_infer::Sampler;
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio::time::timeout_at;
 
@@ -37,20 +37,22 @@ fn body_error(r: BytesRejection) -> ApiError {
 
 /// `POST /v1/completions`.
 pub async fn completions(State(app): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
-    let prepared = body.map_err(body_error).and_then(|b| prepare(&app, Endpoint::Completions, &b));
-    match prepared {
-        Ok(p) => run(app, p).await.unwrap_or_else(IntoResponse::into_response),
-        Err(e) => e.into_response(),
-    }
+    handle(app, Endpoint::Completions, body).await.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `POST /v1/chat/completions`.
 pub async fn chat(State(app): State<AppState>, body: Result<Bytes, BytesRejection>) -> Response {
-    let prepared = body.map_err(body_error).and_then(|b| prepare(&app, Endpoint::Chat, &b));
-    match prepared {
-        Ok(p) => run(app, p).await.unwrap_or_else(IntoResponse::into_response),
-        Err(e) => e.into_response(),
-    }
+    handle(app, Endpoint::Chat, body).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn handle(app: AppState, endpoint: Endpoint, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let body = body.map_err(body_error)?;
+    // Parsing, chat templating and tokenizing a long prompt are CPU work: off the async threads.
+    let state = app.clone();
+    let prepared = tokio::task::spawn_blocking(move || prepare(&state, endpoint, &body))
+        .await
+        .map_err(|e| ApiError::internal(format!("request preparation failed: {e}")))??;
+    run(app, prepared).await
 }
 
 fn prepare(app: &AppState, endpoint: Endpoint, body: &[u8]) -> Result<Prepared, ApiError> {
@@ -146,7 +148,9 @@ fn prepare(app: &AppState, endpoint: Endpoint, body: &[u8]) -> Result<Prepared, 
 async fn run(app: AppState, p: Prepared) -> Result<Response, ApiError> {
     let s = app.shared();
     let timeout = s.opts.request_timeout;
-    let deadline = Instant::now() + timeout;
+    let now = Instant::now();
+    // A timeout too large to add (e.g. Duration::MAX for "none") is capped at ten years.
+    let deadline = now.checked_add(timeout.min(Duration::from_secs(10 * 365 * 86_400))).unwrap_or(now);
     let (tx, mut rx) = unbounded_channel();
     let prompt_tokens = p.prompt.len();
     app.submit(Job {

@@ -20,7 +20,7 @@ pub async fn models(State(app): State<AppState>) -> Json<Value> {
     Json(json!({ "object": "list", "data": [model_card(&app)] }))
 }
 
-/// `GET /v1/models/{model}`.
+/// `GET /v1/models/{model}` (the name may contain slashes).
 pub async fn model(State(app): State<AppState>, Path(name): Path<String>) -> Response {
     if name == app.shared().name {
         Json(model_card(&app)).into_response()

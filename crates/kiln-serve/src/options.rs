@@ -7,10 +7,10 @@ use std::time::Duration;
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServeOptions {
     /// Requests that may wait for the generation worker (besides the one it runs); one more
-    /// is answered 429. 0 accepts a request only while the worker is idle.
+    /// is answered 429. 0 accepts a request only while no other is being served.
     pub queue_len: usize,
     /// Bound on queue wait plus generation: past it a request gets 408 (or, once streaming,
-    /// an error event) and its generation stops.
+    /// an error event) and its generation stops. `Duration::MAX` means no practical limit.
     pub request_timeout: Duration,
     /// Largest `max_tokens` a request may ask for (more is a 400).
     pub max_tokens_limit: usize,

@@ -8,7 +8,7 @@ use crate::{generate, info, ServeError, ServeOptions, ServedModel};
 use axum::routing::{get, post};
 use axum::Router;
 use kiln_data::{ChatTemplate, Tokenizer};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -28,6 +28,8 @@ pub(crate) struct Shared {
     /// Unix seconds at start (the model's `created`).
     pub created: u64,
     jobs: SyncSender<Job>,
+    /// Jobs admitted and not finished (see [`Worker::in_flight`]).
+    in_flight: Arc<AtomicUsize>,
     worker: JoinHandle<()>,
 }
 
@@ -40,14 +42,20 @@ impl AppState {
         &self.0
     }
 
-    /// Queues `job` for the worker: 429 when the queue is full, 503 when the worker is gone.
+    /// Queues `job` for the worker: 429 when `queue_len` jobs already wait besides the running
+    /// one, 503 when the worker is gone.
     pub fn submit(&self, job: Job) -> Result<(), ApiError> {
         let s = &self.0;
+        let cap = s.opts.queue_len.saturating_add(1);
+        if s.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < cap).then_some(n + 1)).is_err() {
+            return Err(ApiError::queue_full(s.opts.queue_len));
+        }
         s.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
         match s.jobs.try_send(job) {
             Ok(()) => Ok(()),
             Err(e) => {
                 s.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
+                s.in_flight.fetch_sub(1, Ordering::AcqRel);
                 Err(match e {
                     TrySendError::Full(_) => ApiError::queue_full(s.opts.queue_len),
                     TrySendError::Disconnected(_) => ApiError::unavailable(),
@@ -72,9 +80,17 @@ pub fn router(model: ServedModel, opts: ServeOptions) -> Result<Router, ServeErr
     let device = model.model.wte.weight.device().clone();
     let tok = Arc::new(model.tok);
     let metrics = Arc::new(Metrics::default());
-    let (jobs, queue) = sync_channel(opts.queue_len);
-    let worker =
-        Worker { model: model.model, device, tok: tok.clone(), stop_tokens: model.stop, metrics: metrics.clone() };
+    // Admission is counted by `in_flight`; the channel has room for every admitted job.
+    let (jobs, queue) = sync_channel(opts.queue_len.saturating_add(1).min(1 << 16));
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let worker = Worker {
+        model: model.model,
+        device,
+        tok: tok.clone(),
+        stop_tokens: model.stop,
+        metrics: metrics.clone(),
+        in_flight: in_flight.clone(),
+    };
     let ctx = worker.model.cfg.n_positions;
     let vocab = worker.model.cfg.vocab_size;
     let worker = std::thread::Builder::new()
@@ -92,13 +108,14 @@ pub fn router(model: ServedModel, opts: ServeOptions) -> Result<Router, ServeErr
         metrics,
         created: unix_now(),
         jobs,
+        in_flight,
         worker,
     }));
     Ok(Router::new()
         .route("/v1/completions", post(generate::completions))
         .route("/v1/chat/completions", post(generate::chat))
         .route("/v1/models", get(info::models))
-        .route("/v1/models/{model}", get(info::model))
+        .route("/v1/models/{*model}", get(info::model))
         .route("/health", get(info::health))
         .route("/metrics", get(info::metrics))
         .fallback(info::not_found)

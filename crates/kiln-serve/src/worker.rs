@@ -10,7 +10,7 @@ use kiln_core::Device;
 use kiln_data::Tokenizer;
 use kiln_infer::{generate_until, Sampler};
 use kiln_models::gpt::Gpt;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -84,6 +84,9 @@ pub struct Worker {
     pub stop_tokens: Vec<u32>,
     /// Shared counters.
     pub metrics: Arc<Metrics>,
+    /// Jobs admitted and not yet finished (queued + running): the handlers admit a job only
+    /// while this is at most `queue_len`.
+    pub in_flight: Arc<AtomicUsize>,
 }
 
 /// Why `generate_until` was interrupted by our callback.
@@ -99,25 +102,30 @@ impl Worker {
     pub fn run(self, jobs: Receiver<Job>) {
         while let Ok(job) = jobs.recv() {
             self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
-            if job.events.is_closed() {
-                continue;
-            }
-            if Instant::now() >= job.deadline {
-                let _ = job.events.send(Event::Failed(ApiError::timeout(job.timeout)));
-                continue;
-            }
-            self.metrics.running.fetch_add(1, Ordering::Relaxed);
-            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve(&job)));
-            self.metrics.running.fetch_sub(1, Ordering::Relaxed);
-            if caught.is_err() {
-                let _ = job.events.send(Event::Failed(ApiError::internal("generation panicked")));
+            let last = if job.events.is_closed() {
+                None
+            } else if Instant::now() >= job.deadline {
+                Some(Event::Failed(ApiError::timeout(job.timeout)))
+            } else {
+                self.metrics.running.fetch_add(1, Ordering::Relaxed);
+                let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve(&job)));
+                self.metrics.running.fetch_sub(1, Ordering::Relaxed);
+                caught.unwrap_or_else(|_| Some(Event::Failed(ApiError::internal("generation panicked"))))
+            };
+            // The job leaves the server (and the gauges settle) before its client hears that it
+            // is over, so a client's next request always finds room.
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            if let Some(event) = last {
+                let _ = job.events.send(event);
             }
         }
     }
 
-    fn serve(&self, job: &Job) {
+    /// Generates `job`, sending its text as it comes; returns its last event (none when the
+    /// client is gone).
+    fn serve(&self, job: &Job) -> Option<Event> {
         if job.events.send(Event::Started).is_err() {
-            return;
+            return None;
         }
         self.metrics.prompt_tokens.fetch_add(job.prompt.len() as u64, Ordering::Relaxed);
         let started = Instant::now();
@@ -168,19 +176,16 @@ impl Worker {
             },
         );
         self.metrics.record_generation(n, started.elapsed().as_secs_f64());
-        let event = match (failure, interrupt, result) {
+        Some(match (failure, interrupt, result) {
             (Some(e), _, _) => Event::Failed(e),
-            (None, Some(Interrupt::Cancelled), _) => return,
+            (None, Some(Interrupt::Cancelled), _) => return None,
             (None, Some(Interrupt::TimedOut), _) => Event::Failed(ApiError::timeout(job.timeout)),
             (None, Some(Interrupt::StopString), _) => Event::Done { finish: Finish::Stop, completion_tokens: n },
             (None, None, Err(e)) => Event::Failed(ApiError::internal(format!("generation failed: {e}"))),
             (None, None, Ok(_)) => {
                 let tail = match decoder.flush(&self.tok) {
                     Ok(t) => t,
-                    Err(e) => {
-                        let _ = job.events.send(Event::Failed(ApiError::internal(format!("cannot decode: {e}"))));
-                        return;
-                    }
+                    Err(e) => return Some(Event::Failed(ApiError::internal(format!("cannot decode: {e}")))),
                 };
                 // Text that ends the completion cannot have begun a stop string after all.
                 let (mut text, hit) = stops.push(&tail);
@@ -188,12 +193,11 @@ impl Worker {
                     text.push_str(&stops.flush());
                 }
                 if !text.is_empty() && job.events.send(Event::Text(text)).is_err() {
-                    return;
+                    return None;
                 }
                 let finish = if hit || stopped_by_token { Finish::Stop } else { Finish::Length };
                 Event::Done { finish, completion_tokens: n }
             }
-        };
-        let _ = job.events.send(event);
+        })
     }
 }

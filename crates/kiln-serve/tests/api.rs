@@ -189,8 +189,12 @@ async fn models_health_and_metrics() {
     assert_eq!(models["data"][0]["object"], "model");
     let one = c.get(format!("{base}/v1/models/tiny")).send().await.unwrap();
     assert_eq!(one.status(), 200);
-    let other = c.get(format!("{base}/v1/models/gpt-4")).send().await.unwrap();
-    assert_eq!(other.status(), 404);
+    for other in ["gpt-4", "org/tiny"] {
+        let r = c.get(format!("{base}/v1/models/{other}")).send().await.unwrap();
+        assert_eq!(r.status(), 404);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "model_not_found");
+    }
     let health = c.get(format!("{base}/health")).send().await.unwrap();
     assert_eq!(health.status(), 200);
 

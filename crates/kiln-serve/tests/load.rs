@@ -167,3 +167,14 @@ async fn many_concurrent_streaming_clients() {
         assert_eq!(metric(&c, &base, "kiln_running_sequences").await, 0.0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unbounded_timeout_and_an_empty_queue_still_serve() {
+    let opts = ServeOptions { request_timeout: Duration::MAX, queue_len: 0, ..Default::default() };
+    let base = start(tiny(), opts).await;
+    let c = reqwest::Client::new();
+    for _ in 0..3 {
+        let (status, v) = post(&c, &format!("{base}/v1/completions"), &seeded("x", 4)).await;
+        assert_eq!(status, 200, "{v}");
+    }
+}
