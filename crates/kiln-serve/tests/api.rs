@@ -217,3 +217,26 @@ async fn models_health_and_metrics() {
     assert_eq!(metric(&c, &base, "kiln_queue_depth").await, 0.0);
     assert_eq!(metric(&c, &base, "kiln_running_sequences").await, 0.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byte_level_bpe_streams_whole_characters() {
+    // Random byte tokens may form invalid UTF-8: streaming must still equal the whole text,
+    // and no chunk may end inside a character.
+    let tok = kiln_data::Tokenizer::train_bpe("h\u{e9}llo w\u{f6}rld, \u{2713} caf\u{e9} \u{20ac}5 ", 280).unwrap();
+    let cfg = kiln_models::gpt::GptConfig::gpt2(tok.vocab_size(), 128, 32, 2, 4);
+    let model = kiln_models::gpt::Gpt::new(cfg, 3, &kiln_cpu::cpu()).unwrap();
+    let m = kiln_serve::ServedModel { name: "tiny".into(), model, tok, chat: None, stop: vec![], bos: None };
+    let base = start(m, ServeOptions::default()).await;
+    let c = reqwest::Client::new();
+    let url = format!("{base}/v1/completions");
+    for seed in 0..4 {
+        let body = json!({ "model": "tiny", "prompt": "caf\u{e9} \u{2713}", "max_tokens": 40, "seed": seed });
+        let (status, whole) = post(&c, &url, &body).await;
+        assert_eq!(status, 200, "{whole}");
+        let mut sbody = body.clone();
+        sbody["stream"] = json!(true);
+        let (_, _, chunks) = post_stream(&c, &url, &sbody).await;
+        assert_eq!(stream_text(&chunks), whole["choices"][0]["text"].as_str().unwrap());
+        assert_eq!(whole["usage"]["completion_tokens"], 40);
+    }
+}
