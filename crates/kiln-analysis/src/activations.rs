@@ -24,7 +24,7 @@
 //! `2·s·b·h`), and rebuilds one layer's activations at a time during the backward pass.
 
 use crate::arch::{Arch, Family, MlpKind};
-use crate::checked::{div_ceil, prod, sum, to_u64};
+use crate::checked::{div_ceil, prod, sat64, sum, to_u64};
 use crate::error::{AnalysisError, Result};
 use crate::flops::Recompute;
 use serde::{Deserialize, Serialize};
@@ -74,9 +74,16 @@ pub struct LayerActivations {
 }
 
 impl LayerActivations {
-    /// Everything stored for the layer.
+    /// Everything stored for the layer (saturating at `u64::MAX`).
     pub fn total(&self) -> u64 {
-        self.norms + self.attention + self.attention_core + self.mlp + self.checkpoint
+        sat64(&[self.norms, self.attention, self.attention_core, self.mlp, self.checkpoint])
+    }
+
+    /// `total()`, or an overflow error.
+    fn checked_total(&self) -> Result<u64> {
+        let what = "activation bytes";
+        let parts = [self.norms, self.attention, self.attention_core, self.mlp, self.checkpoint];
+        to_u64(what, sum(what, &parts.map(u128::from))?)
     }
 }
 
@@ -118,6 +125,8 @@ fn split(what: &'static str, tokens: u128, unsharded: u128, sharded: u128, t: u1
 /// The full (not recomputed) activations of one layer under `opts`' parallelism.
 fn full_layer(arch: &Arch, batch: u64, seq: u64, opts: &ActivationOpts, core: bool) -> Result<LayerActivations> {
     let what = "activation bytes";
+    // INVARIANT: p < 2⁶⁴ and the validated widths are < 2²⁰, so the per-token byte counts below
+    // are < 2⁹⁰ and u128 arithmetic cannot overflow; products with B·S are checked.
     let (p, t) = (opts.bytes as u128, opts.tensor_parallel as u128);
     let tokens = prod(what, &[batch as u128, seq as u128])?;
     let (c, q, kv, f) = (arch.d_model as u128, arch.q_dim() as u128, arch.kv_dim() as u128, arch.d_ff as u128);
@@ -181,10 +190,10 @@ pub fn activation_memory(arch: &Arch, batch: u64, seq: u64, opts: &ActivationOpt
         Recompute::Selective => (full_layer(arch, batch, seq, opts, false)?, 0),
         Recompute::Full => {
             let checkpoint = split(what, tokens, 0, p * c, sp_t)?;
-            (LayerActivations { checkpoint, ..LayerActivations::default() }, full.total())
+            (LayerActivations { checkpoint, ..LayerActivations::default() }, full.checked_total()?)
         }
     };
-    let layers = to_u64(what, prod(what, &[arch.n_layers as u128, layer.total() as u128])?)?;
+    let layers = to_u64(what, prod(what, &[arch.n_layers as u128, layer.checked_total()? as u128])?)?;
     let mask = if opts.dropout { c } else { 0 };
     let embeddings = match arch.family {
         Family::Decoder => split(what, tokens, 0, mask, sp_t)?,

@@ -97,7 +97,7 @@ impl Arch {
             n_layers,
             n_heads,
             n_kv_heads: n_heads,
-            d_ff: 4 * d_model,
+            d_ff: d_model.saturating_mul(4),
             position: PositionKind::Learned,
             norm: NormKind::LayerNorm,
             mlp: MlpKind::Gelu,
@@ -177,18 +177,18 @@ impl Arch {
 
     /// Width of the queries, H·D (= C).
     pub fn q_dim(&self) -> u64 {
-        self.n_heads * self.head_dim()
+        self.n_heads.saturating_mul(self.head_dim())
     }
 
     /// Width of the keys (and of the values), Hkv·D.
     pub fn kv_dim(&self) -> u64 {
-        self.n_kv_heads * self.head_dim()
+        self.n_kv_heads.saturating_mul(self.head_dim())
     }
 
     /// True when the textbook's closed forms apply unchanged: multi-head attention (Hkv = H)
     /// and a GELU MLP of width F = 4C.
     pub fn is_textbook_layer(&self) -> bool {
-        self.n_kv_heads == self.n_heads && self.mlp == MlpKind::Gelu && self.d_ff == 4 * self.d_model
+        self.n_kv_heads == self.n_heads && self.mlp == MlpKind::Gelu && self.d_ff == self.d_model.saturating_mul(4)
     }
 
     /// Checks every size and ratio: all sizes ≥ 1 and below kiln's limits, H divides C, Hkv

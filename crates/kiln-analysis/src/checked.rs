@@ -13,6 +13,16 @@ pub(crate) fn sum(what: &'static str, xs: &[u128]) -> Result<u128> {
     xs.iter().try_fold(0u128, |acc, &x| acc.checked_add(x)).ok_or(AnalysisError::Overflow { what })
 }
 
+/// `Σ xs`, saturating at `u64::MAX` (for the convenience totals of public structs).
+pub(crate) fn sat64(xs: &[u64]) -> u64 {
+    xs.iter().fold(0u64, |acc, &x| acc.saturating_add(x))
+}
+
+/// `Σ xs`, saturating at `u128::MAX`.
+pub(crate) fn sat128(xs: &[u128]) -> u128 {
+    xs.iter().fold(0u128, |acc, &x| acc.saturating_add(x))
+}
+
 /// `x` as a `u64`, or an overflow error naming `what`.
 pub(crate) fn to_u64(what: &'static str, x: u128) -> Result<u64> {
     u64::try_from(x).map_err(|_| AnalysisError::Overflow { what })

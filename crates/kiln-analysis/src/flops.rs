@@ -17,7 +17,7 @@
 //! recomputation (Korthikanti et al. 2022) only the QKᵀ and PV products.
 
 use crate::arch::{Arch, Family, MlpKind};
-use crate::checked::{prod, sum};
+use crate::checked::{prod, sat128, sum};
 use crate::error::Result;
 use serde::{Deserialize, Serialize};
 
@@ -41,24 +41,25 @@ pub struct LayerFlops {
 }
 
 impl LayerFlops {
-    /// The four attention projections.
+    /// The four attention projections. (These totals saturate at `u128::MAX`; the analyses
+    /// compute theirs with overflow checks.)
     pub fn projections(&self) -> u128 {
-        self.q + self.k + self.v + self.o
+        sat128(&[self.q, self.k, self.v, self.o])
     }
 
     /// The S² term: QKᵀ and PV.
     pub fn attention_core(&self) -> u128 {
-        self.scores + self.weighted
+        sat128(&[self.scores, self.weighted])
     }
 
     /// The products linear in S (projections and MLP).
     pub fn linear(&self) -> u128 {
-        self.projections() + self.mlp
+        sat128(&[self.projections(), self.mlp])
     }
 
     /// The whole layer.
     pub fn total(&self) -> u128 {
-        self.linear() + self.attention_core()
+        sat128(&[self.linear(), self.attention_core()])
     }
 }
 
@@ -150,7 +151,9 @@ pub fn forward_flops(arch: &Arch, batch: u64, seq: u64) -> Result<ForwardFlops> 
     let layer = layer_flops(arch, batch, seq)?;
     let what = "forward FLOPs";
     let (b, s, c) = (batch as u128, seq as u128, arch.d_model as u128);
-    let layers = prod(what, &[arch.n_layers as u128, layer.total()])?;
+    let l = &layer;
+    let layer_total = sum(what, &[l.q, l.k, l.v, l.o, l.scores, l.weighted, l.mlp])?;
+    let layers = prod(what, &[arch.n_layers as u128, layer_total])?;
     let head = match arch.family {
         Family::Decoder => prod(what, &[2, b, s, c, arch.vocab_size as u128])?,
         Family::Encoder => 0,
@@ -177,7 +180,10 @@ pub fn training_flops(arch: &Arch, batch: u64, seq: u64, recompute: Recompute) -
     let backward = prod(what, &[2, forward.total])?;
     let recompute = match recompute {
         Recompute::None => 0,
-        Recompute::Selective => prod(what, &[arch.n_layers as u128, forward.layer.attention_core()])?,
+        Recompute::Selective => {
+            let core = sum(what, &[forward.layer.scores, forward.layer.weighted])?;
+            prod(what, &[arch.n_layers as u128, core])?
+        }
         Recompute::Full => forward.layers,
     };
     let model = sum(what, &[forward.total, backward])?;

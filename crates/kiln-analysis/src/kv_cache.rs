@@ -55,7 +55,7 @@ fn decoder_only(arch: &Arch) -> Result<()> {
 
 /// Bytes of K and V for one token of one layer with `kv_heads` heads: `2·bytes(Hkv·D)`.
 fn token_layer_bytes(arch: &Arch, kv_heads: u64, dtype: Dtype) -> Result<u64> {
-    dtype.bytes_rows(2, kv_heads * arch.head_dim())
+    dtype.bytes_rows(2, kv_heads.saturating_mul(arch.head_dim()))
 }
 
 /// The KV cache of `arch` for B sequences of T tokens in `dtype` (see the module formula).
@@ -139,6 +139,7 @@ pub fn paged_kv_cache(arch: &Arch, seq_lens: &[u64], block_tokens: u64, dtype: D
     let block_bytes = prod(what, &[block_tokens as u128, per_token])?;
     let allocated = prod(what, &[blocks, block_bytes])?;
     let used = prod(what, &[tokens, per_token])?;
+    // INVARIANT: each sequence's ⌈n/b⌉·b ≥ n, so allocated ≥ used.
     let waste = allocated - used;
     Ok(PagedKvCache {
         block_tokens,
@@ -158,7 +159,7 @@ pub fn paged_kv_cache(arch: &Arch, seq_lens: &[u64], block_tokens: u64, dtype: D
 /// `⌊budget / (L · 2·bytes(Hkv·D))⌋`.
 pub fn max_kv_tokens(arch: &Arch, dtype: Dtype, budget: u64) -> Result<u64> {
     decoder_only(arch)?;
-    let per_token = arch.n_layers * token_layer_bytes(arch, arch.n_kv_heads, dtype)?;
+    let per_token = arch.n_layers.saturating_mul(token_layer_bytes(arch, arch.n_kv_heads, dtype)?);
     Ok(budget / per_token.max(1))
 }
 

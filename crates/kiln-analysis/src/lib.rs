@@ -18,6 +18,8 @@
 //! Conventions: 2 FLOPs per multiply–accumulate; sizes and exact counts are integers
 //! (parameters and bytes `u64`, FLOPs `u128`), checked for overflow; rates and laws are `f64`.
 
+#![warn(missing_docs)]
+
 pub mod activations;
 pub mod arch;
 mod checked;

@@ -17,7 +17,7 @@
 
 use crate::activations::{activation_memory, ActivationOpts, Activations};
 use crate::arch::Arch;
-use crate::checked::{div_ceil, positive, prod, sum, to_u64};
+use crate::checked::{div_ceil, positive, prod, sat64, sum, to_u64};
 use crate::dtype::Dtype;
 use crate::error::{AnalysisError, Result};
 use crate::params::num_params;
@@ -100,12 +100,12 @@ pub struct StateBytes {
 impl StateBytes {
     /// K of ZeRO: master copy + optimizer state.
     pub fn optimizer_total(&self) -> u64 {
-        self.master + self.optimizer
+        self.master.saturating_add(self.optimizer)
     }
 
     /// All states: 16 for Adam in fp32 or in mixed precision.
     pub fn total(&self) -> u64 {
-        self.weights + self.grads + self.optimizer_total()
+        sat64(&[self.weights, self.grads, self.optimizer_total()])
     }
 }
 

@@ -14,7 +14,7 @@
 //! the familiar `12·L·C²` (seed 003 eq. 3.2 with E = 4).
 
 use crate::arch::{Arch, Family, MlpKind, NormKind, PositionKind};
-use crate::checked::{prod, sum, to_u64};
+use crate::checked::{prod, sat64, sum, to_u64};
 use crate::error::Result;
 use serde::Serialize;
 
@@ -43,24 +43,25 @@ pub struct LayerParams {
 }
 
 impl LayerParams {
-    /// Attention weights and biases.
+    /// Attention weights and biases. (These totals saturate at `u64::MAX`; counts built by
+    /// [`param_count`] never come near it.)
     pub fn attention(&self) -> u64 {
-        self.attn_q + self.attn_k + self.attn_v + self.attn_o + self.attn_bias
+        sat64(&[self.attn_q, self.attn_k, self.attn_v, self.attn_o, self.attn_bias])
     }
 
     /// Feed-forward weights and biases.
     pub fn feed_forward(&self) -> u64 {
-        self.mlp + self.mlp_bias
+        sat64(&[self.mlp, self.mlp_bias])
     }
 
     /// All biases of the layer (attention, MLP, norms).
     pub fn biases(&self) -> u64 {
-        self.attn_bias + self.mlp_bias + self.norm_bias
+        sat64(&[self.attn_bias, self.mlp_bias, self.norm_bias])
     }
 
     /// Everything in the layer.
     pub fn total(&self) -> u64 {
-        self.attention() + self.feed_forward() + self.norm + self.norm_bias
+        sat64(&[self.attention(), self.feed_forward(), self.norm, self.norm_bias])
     }
 }
 
@@ -97,6 +98,8 @@ pub struct ParamCount {
 
 /// The parameters of one layer of `arch` (validated by the caller).
 fn layer_params(arch: &Arch) -> LayerParams {
+    // INVARIANT: `arch` is validated (C ≤ 2¹⁷, F ≤ 2¹⁹, H·D = C, Hkv·D ≤ C), so every product
+    // here is below 2⁴⁰ and plain u64 arithmetic cannot overflow.
     let (c, f) = (arch.d_model, arch.d_ff);
     let (qd, kvd) = (arch.q_dim(), arch.kv_dim());
     let b = |n: u64| if arch.bias { n } else { 0 };
@@ -131,6 +134,7 @@ pub fn param_count(arch: &Arch) -> Result<ParamCount> {
         PositionKind::Learned => to_u64(what, arch.max_positions as u128 * c)?,
         PositionKind::Rope => 0,
     };
+    // INVARIANT: validated sizes (C ≤ 2¹⁷) keep the norm and pooler sizes far below u64::MAX.
     let layer_norm_bias = arch.norm == NormKind::LayerNorm && arch.bias;
     let one_norm = arch.d_model + if layer_norm_bias { arch.d_model } else { 0 };
     let (token_type_embedding, embedding_norm, final_norm, head, pooler) = match arch.family {

@@ -165,7 +165,7 @@ pub fn flops(
         recompute,
         forward_per_token: training.forward.per_token(),
         decode_per_token: match arch.family {
-            Family::Decoder => Some(decode_flops_per_token(arch, seq - 1)?),
+            Family::Decoder => Some(decode_flops_per_token(arch, seq.saturating_sub(1))?),
             Family::Encoder => None,
         },
         closed_form_layer: if arch.is_textbook_layer() {
@@ -226,7 +226,7 @@ impl Report for FlopsReport {
             si(self.six_n_per_token)
         ));
         if let Some(d) = self.decode_per_token {
-            out.push_str(&format!("decode one token after {} cached: {}\n", f.seq - 1, si(d as f64)));
+            out.push_str(&format!("decode one token after {} cached: {}\n", f.seq.saturating_sub(1), si(d as f64)));
         }
         if let Some(c) = self.closed_form_layer {
             out.push_str(&format!("closed form 24·B·S·C² + 4·B·S²·C = {} per layer\n", int(c)));

@@ -9,6 +9,9 @@
 //! a = β/(α+β) = 0.452,    b = α/(α+β) = 0.548
 //! ```
 //! (the paper's own, unrounded fit gives a = 0.46; REFERENCE.md's 0.452 is these constants').
+//! With these published constants D_opt/N_opt grows as C^0.096 — about 28 tokens per parameter
+//! at C = 2.6e18 and 108 at 2.8e24 — not the ≈ 20 of the paper's approaches 1 and 2; the
+//! closed form is reported as the fit gives it.
 //!
 //! **Kaplan** (Kaplan et al. 2020, eqs. 1.1–1.5 and Fig. 14 / Table 6; seed 003 §6.1): with N
 //! the non-embedding parameters, `L(N) = (N_c/N)^α_N` (N_c = 8.8e13, α_N = 0.076),

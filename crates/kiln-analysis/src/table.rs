@@ -25,28 +25,27 @@ impl Table {
         let cols = self.rows.iter().map(Vec::len).chain([self.header.len()]).max().unwrap_or(0);
         let mut width = vec![0usize; cols];
         for r in self.rows.iter().chain([&self.header]) {
-            for (i, c) in r.iter().enumerate() {
-                width[i] = width[i].max(c.chars().count());
+            for (w, c) in width.iter_mut().zip(r) {
+                *w = (*w).max(c.chars().count());
             }
         }
         let line = |r: &[String]| -> String {
-            let cells: Vec<String> = (0..cols)
-                .map(|i| {
+            let cells: Vec<String> = width
+                .iter()
+                .enumerate()
+                .map(|(i, &w)| {
                     let c = r.get(i).map(String::as_str).unwrap_or("");
                     if i == 0 {
-                        format!("{c:<w$}", w = width[i])
+                        format!("{c:<w$}")
                     } else {
-                        format!("{c:>w$}", w = width[i])
+                        format!("{c:>w$}")
                     }
                 })
                 .collect();
             cells.join("  ").trim_end().to_string()
         };
-        let mut out = format!("{}\n", self.title);
-        out.push_str(&line(&self.header));
-        out.push('\n');
-        out.push_str(&"-".repeat(width.iter().sum::<usize>() + 2 * cols.saturating_sub(1)));
-        out.push('\n');
+        let rule = width.iter().sum::<usize>().saturating_add(2 * cols.saturating_sub(1));
+        let mut out = format!("{}\n{}\n{}\n", self.title, line(&self.header), "-".repeat(rule));
         for r in &self.rows {
             out.push_str(&line(r));
             out.push('\n');
@@ -58,9 +57,10 @@ impl Table {
 /// `1234567` → `"1,234,567"`.
 pub(crate) fn int(x: u128) -> String {
     let s = x.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    let n = s.chars().count();
+    let mut out = String::with_capacity(n + n / 3);
     for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
+        if i > 0 && (n - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);
@@ -75,15 +75,21 @@ pub(crate) fn si(x: f64) -> String {
         return x.to_string();
     }
     let mut v = x;
-    let mut i = 0;
-    while v.abs() >= 1000.0 && i + 1 < PREFIX.len() {
-        v /= 1000.0;
-        i += 1;
+    let mut prefix = PREFIX.iter();
+    let mut unit = prefix.next().copied().unwrap_or("");
+    while v.abs() >= 1000.0 {
+        match prefix.next() {
+            Some(p) => {
+                v /= 1000.0;
+                unit = p;
+            }
+            None => break,
+        }
     }
-    if i == 0 {
+    if unit.is_empty() {
         format!("{v:.2}")
     } else {
-        format!("{v:.2} {}", PREFIX[i])
+        format!("{v:.2} {unit}")
     }
 }
 
@@ -91,15 +97,21 @@ pub(crate) fn si(x: f64) -> String {
 pub(crate) fn bytes(x: u64) -> String {
     const UNIT: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
     let mut v = x as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < UNIT.len() {
-        v /= 1024.0;
-        i += 1;
+    let mut units = UNIT.iter();
+    let mut unit = units.next().copied().unwrap_or("B");
+    while v >= 1024.0 {
+        match units.next() {
+            Some(u) => {
+                v /= 1024.0;
+                unit = u;
+            }
+            None => break,
+        }
     }
-    if i == 0 {
+    if unit == "B" {
         format!("{x} B")
     } else {
-        format!("{v:.2} {}", UNIT[i])
+        format!("{v:.2} {unit}")
     }
 }
 

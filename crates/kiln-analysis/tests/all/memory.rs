@@ -70,3 +70,21 @@ fn what_fits_is_the_boundary() {
     z.activations.dropout = false;
     assert!(max_batch(&l, 2048, &z, 80 << 30).unwrap().unwrap() >= 1);
 }
+
+#[test]
+fn absurd_sizes_are_errors_not_panics() {
+    let a = Arch::preset("llama-65b").unwrap();
+    let setup = TrainingSetup::new(Precision::Mixed);
+    let e = training_memory(&a, u64::MAX, 1 << 40, &setup).unwrap_err().to_string();
+    assert!(e.contains("overflows"), "{e}");
+    let e = kiln_analysis::training_flops(&a, u64::MAX, u64::MAX, Recompute::Full).unwrap_err().to_string();
+    assert!(e.contains("overflows"), "{e}");
+    // a RoPE model's longest context is bounded by the bisection, not by overflow
+    assert!(max_seq(&a, 1, &setup, u64::MAX).unwrap().is_some());
+    // convenience totals of hand-made structs saturate
+    let p = kiln_analysis::params::LayerParams { attn_q: u64::MAX, attn_k: 1, ..Default::default() };
+    assert_eq!(p.total(), u64::MAX);
+    let mut setup = setup;
+    setup.activations.bytes = u64::MAX;
+    assert!(training_memory(&a, 1, 2048, &setup).unwrap_err().to_string().contains("overflows"));
+}
