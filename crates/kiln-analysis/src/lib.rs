@@ -11,7 +11,7 @@
 //!   recomputation, the closed forms `24·B·S·H² + 4·B·S²·H` and `6·N·D`;
 //! - [`activations`] and [`memory`] — Korthikanti et al.'s activation memory, model states by
 //!   precision and optimizer, ZeRO stages 1–3, the largest batch or context that fits;
-//! - [`kv_cache`] — MHA/MQA/GQA and paged KV caches;
+//! - [`kv_cache`](mod@kv_cache) — MHA/MQA/GQA and paged KV caches;
 //! - [`scaling`] and [`train_time`] — Chinchilla and Kaplan laws, training time, MFU/HFU;
 //! - [`report`] — every analysis as a text table or JSON, for `kiln analyze`.
 //!
