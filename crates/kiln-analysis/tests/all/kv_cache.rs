@@ -71,3 +71,25 @@ fn errors() {
     assert!(paged_kv_cache(&g, &[3], 0, Dtype::F16).is_err());
     assert!(kv_cache_bytes(u64::MAX, 2, 1, 1, 1, 1).unwrap_err().to_string().contains("overflows"));
 }
+
+#[test]
+fn equals_the_cache_kiln_allocates() {
+    use kiln_core::{DType, Tensor};
+    use kiln_models::gpt::{Gpt, GptConfig};
+    // GQA LLaMA-style and MHA GPT-2-style decoders, batch 3, filled to max_len
+    for cfg in [GptConfig::llama(50, 32, 64, 2, 8, 2, 96), GptConfig::gpt2(50, 32, 48, 3, 4)] {
+        let arch = Arch::from(&cfg);
+        let dev = kiln_cpu::cpu();
+        let model = Gpt::new(cfg.clone(), 0, &dev).unwrap();
+        let (b, t) = (3, 20);
+        let mut caches = model.new_caches(b, t, &dev).unwrap();
+        let mut bytes = 0u64;
+        for c in &mut caches {
+            assert_eq!(c.max_len(), t);
+            let kv = Tensor::zeros(&[b, cfg.n_kv_head, t, cfg.head_dim()], DType::F32, &dev).unwrap();
+            let (k, v) = c.append(&kv, &kv).unwrap();
+            bytes += 4 * (k.numel() + v.numel()) as u64;
+        }
+        assert_eq!(bytes, kv_cache(&arch, t as u64, b as u64, Dtype::F32).unwrap().total, "{}", arch.name);
+    }
+}
