@@ -1,5 +1,6 @@
 //! `kiln`: the command-line interface.
 
+mod analyze;
 mod bench;
 mod convert;
 mod embed;
@@ -88,6 +89,34 @@ enum Cmd {
         batch: usize,
         /// Texts to embed.
         texts: Vec<String>,
+    },
+    /// Parameters, FLOPs, memory, KV cache, training time and scaling laws of a model config
+    /// (the formulas of the book's chapter 12 and notes 003/004, checked against kiln's models).
+    Analyze(analyze::AnalyzeArgs),
+    /// An OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions, /v1/models,
+    /// /health, /metrics) for a trained run or a pretrained decoder (.gguf or HF directory).
+    Serve {
+        /// A pretrained model: a `.gguf` file or a Hugging Face checkpoint directory.
+        #[arg(long)]
+        model: Option<std::path::PathBuf>,
+        /// A run directory written by `kiln train` (used when --model is absent).
+        #[arg(long, default_value = "runs/default")]
+        run: std::path::PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        addr: String,
+        /// The model name clients send (default: the file or directory name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Requests that may wait while one is generating (one more gets 429).
+        #[arg(long, default_value_t = 64)]
+        queue_len: usize,
+        /// Seconds a request may take, queue wait included (then 408).
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        /// Largest max_tokens a request may ask for.
+        #[arg(long, default_value_t = 4096)]
+        max_tokens_limit: usize,
     },
     /// Perplexity on a text file as llama.cpp's llama-perplexity computes it (non-overlapping
     /// chunks of --ctx tokens, the second half of each scored).
@@ -237,6 +266,8 @@ fn main() {
     // (two context switches per kernel: ~30% of a decoding step's time).
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build_global();
     let result = match pool {
+        // the server blocks on its HTTP runtime; its generation thread enters the pool itself
+        Ok(()) if matches!(cli.cmd, Cmd::Serve { .. }) => run(cli),
         Ok(()) => rayon::scope(|_| run(cli)),
         Err(e) => Err(anyhow::anyhow!("building rayon's thread pool of {threads} threads: {e}")),
     };
@@ -274,6 +305,35 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Embed { model, file, batch, texts } => {
             embed::run(&embed::EmbedArgs { model, file, batch, texts }, &kiln_cpu::cpu())?;
+        }
+        Cmd::Analyze(args) => analyze::run(&args)?,
+        Cmd::Serve { model, run, addr, name, queue_len, timeout, max_tokens_limit } => {
+            let dev = kiln_cpu::cpu();
+            let (loaded, path) = match &model {
+                Some(p) => (generate::load_model(p, &dev)?, p.clone()),
+                None => {
+                    let (model, tok) = generate::load_run(&run, &dev)?;
+                    (generate::Loaded { model, tok, chat: None, stop: vec![], bos: None }, run.clone())
+                }
+            };
+            let name = name.unwrap_or_else(|| {
+                path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "kiln".into())
+            });
+            let served = kiln_serve::ServedModel {
+                name,
+                model: loaded.model,
+                tok: loaded.tok,
+                chat: loaded.chat,
+                stop: loaded.stop,
+                bos: loaded.bos,
+            };
+            let opts = kiln_serve::ServeOptions {
+                queue_len,
+                request_timeout: std::time::Duration::from_secs(timeout),
+                max_tokens_limit,
+                ..Default::default()
+            };
+            kiln_serve::serve_blocking(&addr, served, opts)?;
         }
         Cmd::Bench { what: BenchCmd::Embed { model, batch, sentences, repeats, no_st } } => {
             let threads = kiln_cpu::num_threads();

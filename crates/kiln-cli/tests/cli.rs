@@ -107,3 +107,19 @@ fn interrupt_saves_and_resume_continues() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains(&format!("resumed at step {step}")), "{}", stderr(&o));
 }
+
+/// `kiln analyze`: a preset's exact parameter count in JSON, a KV-cache table, and clear errors
+/// for an unknown preset and a bad option.
+#[test]
+fn analyze_reports_and_errors() {
+    let out = kiln(&["analyze", "params", "--config", "gpt2-small", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.to_string().contains("124439808"), "GPT-2 small has 124,439,808 parameters: {v}");
+    let out = kiln(&["analyze", "kv-cache", "--config", "gpt2-small", "--tokens", "1024", "--dtype", "f32"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("75,497,472"));
+    let out = kiln(&["analyze", "params", "--config", "no-such-model"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("preset"));
+    let out = kiln(&["analyze", "flops", "--config", "gpt2-small", "--recompute", "sometimes"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--recompute"));
+}
