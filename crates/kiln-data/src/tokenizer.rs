@@ -98,8 +98,9 @@ impl Tokenizer {
         match self {
             Tokenizer::Char(c) => c.decode(ids),
             Tokenizer::Bpe(t) => {
-                if let Some(&id) = ids.iter().find(|&&id| id as usize >= self.vocab_size()) {
-                    return Err(DataError::BadToken { id, vocab: self.vocab_size() });
+                let vocab = self.vocab_size();
+                if let Some(&id) = ids.iter().find(|&&id| id as usize >= vocab) {
+                    return Err(DataError::BadToken { id, vocab });
                 }
                 t.decode(ids, false).map_err(|e| DataError::Tokenizers(e.to_string()))
             }
@@ -110,7 +111,13 @@ impl Tokenizer {
     pub fn vocab_size(&self) -> usize {
         match self {
             Tokenizer::Char(c) => c.vocab_size(),
-            Tokenizer::Bpe(t) => t.get_vocab_size(true),
+            // `get_vocab_size(true)` clones the whole vocabulary into a map on every call (49k
+            // entries for SmolLM2: milliseconds); the model's size and the few added tokens' ids
+            // give the same number
+            Tokenizer::Bpe(t) => {
+                let added = t.get_added_tokens_decoder().keys().map(|&id| id as usize + 1).max().unwrap_or(0);
+                t.get_vocab_size(false).max(added)
+            }
         }
     }
 
@@ -154,3 +161,26 @@ impl Tokenizer {
 }
 
 use std::str::FromStr;
+
+#[cfg(test)]
+mod vocab_size_tests {
+    use super::*;
+
+    /// The cheap vocabulary size equals the `tokenizers` crate's own count with added tokens,
+    /// for a trained BPE (with its end-of-text token) and for the cached real tokenizers.
+    #[test]
+    fn vocab_size_matches_tokenizers_count() {
+        let mut toks =
+            vec![Tokenizer::train_bpe(&"the quick brown fox jumps over the lazy dog ".repeat(50), 300).expect("train")];
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/models");
+        for p in ["minilm/tokenizer.json"] {
+            if let Ok(t) = Tokenizer::load(&root.join(p)) {
+                toks.push(t);
+            }
+        }
+        for t in &toks {
+            let Tokenizer::Bpe(inner) = t else { continue };
+            assert_eq!(t.vocab_size(), inner.get_vocab_size(true));
+        }
+    }
+}

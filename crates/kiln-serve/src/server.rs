@@ -95,7 +95,15 @@ pub fn router(model: ServedModel, opts: ServeOptions) -> Result<Router, ServeErr
     let vocab = worker.model.cfg.vocab_size;
     let worker = std::thread::Builder::new()
         .name("kiln-serve-worker".into())
-        .spawn(move || worker.run(queue))
+        .spawn(move || {
+            // This thread becomes worker 0 of a pool of its own, as large as the global one: a
+            // generation's kernels fork from it instead of handing each kernel to the pool and
+            // sleeping until it is done (two context switches per kernel). If the pool cannot be
+            // built, the global pool serves as before.
+            let threads = rayon::current_num_threads();
+            let _pool = rayon::ThreadPoolBuilder::new().num_threads(threads).use_current_thread().build().ok();
+            worker.run(queue)
+        })
         .map_err(|source| ServeError::Io { what: "starting the generation worker".into(), source })?;
     let state = AppState(Arc::new(Shared {
         name: model.name,
