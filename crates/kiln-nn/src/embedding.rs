@@ -2,7 +2,7 @@
 //! (trainable) or, for inference, kept quantized with rows dequantized on lookup; with tied
 //! weights it is also the output head ([`Embedding::attend`]: logits = `x·Eᵀ`).
 
-use crate::linear::quantized_linear;
+use crate::linear::{quantized_linear, replace_by_quantized};
 use crate::Init;
 use kiln_core::module::{join, Module};
 use kiln_core::quant::QuantMatrix;
@@ -34,16 +34,7 @@ impl Embedding {
 
     /// Replaces the f32 table by the quantized `q` (same (V, C) shape), freeing the f32 copy.
     pub fn quantize(&mut self, q: Arc<dyn QuantMatrix>) -> Result<()> {
-        let (rows, cols) = q.shape();
-        if self.weight.dims() != [rows, cols] {
-            return Err(Error::ShapeMismatch {
-                op: "Embedding::quantize",
-                lhs: self.weight.dims().to_vec(),
-                rhs: vec![rows, cols],
-            });
-        }
-        self.weight = Tensor::zeros(&[0], DType::F32, self.weight.device())?;
-        self.quant = Some(q);
+        self.quant = Some(replace_by_quantized("Embedding::quantize", &mut self.weight, q)?);
         Ok(())
     }
 

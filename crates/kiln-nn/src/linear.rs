@@ -35,16 +35,7 @@ impl Linear {
 
     /// Replaces the f32 weight by the quantized `q` (same (out, in) shape), freeing the f32 copy.
     pub fn quantize(&mut self, q: Arc<dyn QuantMatrix>) -> Result<()> {
-        let (rows, cols) = q.shape();
-        if self.weight.dims() != [rows, cols] {
-            return Err(Error::ShapeMismatch {
-                op: "Linear::quantize",
-                lhs: self.weight.dims().to_vec(),
-                rhs: vec![rows, cols],
-            });
-        }
-        self.weight = Tensor::zeros(&[0], DType::F32, self.weight.device())?;
-        self.quant = Some(q);
+        self.quant = Some(replace_by_quantized("Linear::quantize", &mut self.weight, q)?);
         Ok(())
     }
 
@@ -55,6 +46,22 @@ impl Linear {
             Some(q) => quantized_linear(x, q, self.bias.as_ref()),
         }
     }
+}
+
+/// Checks that `q` has `weight`'s (rows, cols) shape and swaps `weight` for an empty
+/// placeholder (freeing the f32 copy); returns `q` to store. Shared by the layers that can hold
+/// a quantized matrix ([`Linear`], [`crate::Embedding`]).
+pub(crate) fn replace_by_quantized(
+    op: &'static str,
+    weight: &mut Tensor,
+    q: Arc<dyn QuantMatrix>,
+) -> Result<Arc<dyn QuantMatrix>> {
+    let (rows, cols) = q.shape();
+    if weight.dims() != [rows, cols] {
+        return Err(Error::ShapeMismatch { op, lhs: weight.dims().to_vec(), rhs: vec![rows, cols] });
+    }
+    *weight = Tensor::zeros(&[0], DType::F32, weight.device())?;
+    Ok(q)
 }
 
 /// `x (…, in) · Wᵀ + b` with a quantized `W` (rows, cols) = (out, in), inference only (no
