@@ -71,6 +71,18 @@ enum Cmd {
         /// Nucleus sampling mass (1 = off).
         #[arg(long, default_value_t = 1.0)]
         top_p: f64,
+        /// Drop tokens below this fraction of the top token's probability (0 = off).
+        #[arg(long, default_value_t = 0.0)]
+        min_p: f64,
+        /// Repetition penalty over the whole context (1 = off, >1 discourages repeats).
+        #[arg(long, default_value_t = 1.0)]
+        repetition_penalty: f64,
+        /// Presence penalty on generated tokens (0 = off, OpenAI's −2…2).
+        #[arg(long, default_value_t = 0.0)]
+        presence_penalty: f64,
+        /// Frequency penalty on generated tokens, per occurrence (0 = off, OpenAI's −2…2).
+        #[arg(long, default_value_t = 0.0)]
+        frequency_penalty: f64,
         /// Sampling seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -290,8 +302,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Train { preset, data, out, steps, resume, sample_tokens } => {
             train::run(train::TrainArgs { preset, data, out, steps, resume, sample_tokens }, &kiln_cpu::cpu())?;
         }
-        Cmd::Generate { run, model, chat, system, prompt, max_new_tokens, temperature, top_k, top_p, seed } => {
-            let sampler = kiln_infer::Sampler { temperature, top_k, top_p, seed };
+        Cmd::Generate {
+            run,
+            model,
+            chat,
+            system,
+            prompt,
+            max_new_tokens,
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            repetition_penalty,
+            presence_penalty,
+            frequency_penalty,
+            seed,
+        } => {
+            let sampler = kiln_infer::Sampler {
+                temperature,
+                top_k,
+                top_p,
+                min_p,
+                repetition_penalty,
+                presence_penalty,
+                frequency_penalty,
+                seed,
+            };
+            sampler.validate()?;
             let dev = kiln_cpu::cpu();
             let loaded = match &model {
                 Some(path) => generate::load_model(path, &dev)?,

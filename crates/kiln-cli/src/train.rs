@@ -290,7 +290,7 @@ pub fn run(args: TrainArgs, device: &Device) -> Result<()> {
     );
     if args.sample_tokens > 0 {
         let prompt = tok.encode("\n").or_else(|_| tok.encode(" "))?;
-        let sampler = Sampler { temperature: 0.8, top_k: 0, top_p: 0.95, seed: 1 };
+        let sampler = Sampler { temperature: 0.8, top_p: 0.95, seed: 1, ..Default::default() };
         eprintln!("--- sample ---");
         let mut stdout = std::io::stdout();
         generate(&trainer.model, &prompt, args.sample_tokens, &sampler, device, |t| {

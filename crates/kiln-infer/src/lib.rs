@@ -11,7 +11,11 @@ pub use perplexity::{perplexity, Perplexity};
 use kiln_core::{no_grad, Device, Error, Result, Tensor};
 use kiln_models::gpt::Gpt;
 
-/// Sampling settings. `temperature = 0` is greedy decoding.
+/// Sampling settings (seed 003/004 "decoding strategies"). `temperature = 0` is greedy decoding.
+///
+/// Order of the steps, as HF's logits processors apply them: penalties on the logits
+/// (repetition over the whole context, presence/frequency over the generated tokens), then
+/// argmax (greedy) or softmax at `temperature`, top-k, min-p, top-p, and a draw.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Sampler {
     /// Logits are divided by this; 0 picks the argmax.
@@ -20,13 +24,34 @@ pub struct Sampler {
     pub top_k: usize,
     /// Keep the smallest set of tokens whose probability reaches `p` (1 = all).
     pub top_p: f64,
+    /// Drop tokens less likely than `min_p` × the most likely one's probability (0 = off;
+    /// Nguyen et al. 2024, as in HF and llama.cpp).
+    pub min_p: f64,
+    /// CTRL / HF repetition penalty over every token of the context (prompt and generated):
+    /// a positive logit is divided by it, a negative one multiplied (1 = off; > 1 discourages).
+    pub repetition_penalty: f64,
+    /// OpenAI's presence penalty: `logit −= presence_penalty` for each token generated at
+    /// least once (0 = off; −2…2).
+    pub presence_penalty: f64,
+    /// OpenAI's frequency penalty: `logit −= frequency_penalty · count` of each generated token
+    /// (0 = off; −2…2).
+    pub frequency_penalty: f64,
     /// Seed of the sampling RNG (token `i` uses draw `i`, so runs are reproducible).
     pub seed: u64,
 }
 
 impl Default for Sampler {
     fn default() -> Self {
-        Sampler { temperature: 1.0, top_k: 0, top_p: 1.0, seed: 0 }
+        Sampler {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repetition_penalty: 1.0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            seed: 0,
+        }
     }
 }
 
@@ -38,19 +63,40 @@ fn uniform(seed: u64, i: u64) -> f64 {
 }
 
 impl Sampler {
-    /// Picks a token from one row of logits; `draw` indexes the RNG stream.
+    /// Checks every setting's range.
+    pub fn validate(&self) -> Result<()> {
+        let ok = self.temperature >= 0.0
+            && self.top_p > 0.0
+            && self.top_p <= 1.0
+            && (0.0..=1.0).contains(&self.min_p)
+            && self.repetition_penalty > 0.0
+            && self.repetition_penalty.is_finite()
+            && self.presence_penalty.is_finite()
+            && self.frequency_penalty.is_finite();
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Invalid { op: "Sampler", msg: format!("bad settings {self:?}") })
+        }
+    }
+
+    /// Whether any penalty is on (they need the context).
+    pub fn has_penalties(&self) -> bool {
+        self.repetition_penalty != 1.0 || self.presence_penalty != 0.0 || self.frequency_penalty != 0.0
+    }
+
+    /// Picks a token from one row of logits; `draw` indexes the RNG stream. No penalties (they
+    /// need the context: [`Sampler::sample_in_context`]).
     pub fn sample(&self, logits: &[f32], draw: u64) -> Result<u32> {
         if logits.is_empty() {
             return Err(Error::Invalid { op: "Sampler::sample", msg: "empty logits".into() });
         }
-        if !(self.temperature >= 0.0 && self.top_p > 0.0 && self.top_p <= 1.0) {
-            return Err(Error::Invalid { op: "Sampler::sample", msg: format!("bad settings {self:?}") });
-        }
+        self.validate()?;
         let argmax = logits.iter().enumerate().fold(0, |b, (i, &v)| if v > logits[b] { i } else { b });
         if self.temperature == 0.0 {
             return Ok(argmax as u32);
         }
-        // Candidates sorted by logit, cut by top-k, then softmax at temperature, then top-p.
+        // Candidates sorted by logit, cut by top-k, then softmax at temperature, min-p, top-p.
         let mut idx: Vec<usize> = (0..logits.len()).collect();
         idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
         if self.top_k > 0 {
@@ -61,9 +107,14 @@ impl Sampler {
         let z: f64 = probs.iter().sum();
         probs.iter_mut().for_each(|p| *p /= z);
         let mut keep = probs.len();
+        if self.min_p > 0.0 {
+            // sorted: the most likely is first; keep those at least min_p times as likely
+            let floor = self.min_p * probs[0];
+            keep = probs.iter().take_while(|&&p| p >= floor).count().max(1);
+        }
         if self.top_p < 1.0 {
             let mut acc = 0.0;
-            for (n, p) in probs.iter().enumerate() {
+            for (n, p) in probs[..keep].iter().enumerate() {
                 acc += p;
                 if acc >= self.top_p {
                     keep = n + 1;
@@ -80,6 +131,35 @@ impl Sampler {
             }
         }
         Ok(idx[keep - 1] as u32)
+    }
+
+    /// [`Sampler::sample`] after the penalties: `context` is every token so far (prompt then
+    /// generated), the generated ones from index `generated_from`.
+    pub fn sample_in_context(&self, logits: &[f32], context: &[u32], generated_from: usize, draw: u64) -> Result<u32> {
+        if !self.has_penalties() {
+            return self.sample(logits, draw);
+        }
+        self.validate()?;
+        let mut l = logits.to_vec();
+        let mut seen = std::collections::HashMap::<u32, (bool, u32)>::new(); // (in context, generated count)
+        for (i, &t) in context.iter().enumerate() {
+            let e = seen.entry(t).or_default();
+            e.0 = true;
+            if i >= generated_from {
+                e.1 += 1;
+            }
+        }
+        for (&t, &(_, count)) in &seen {
+            let Some(x) = l.get_mut(t as usize) else { continue };
+            if self.repetition_penalty != 1.0 {
+                let p = self.repetition_penalty as f32;
+                *x = if *x > 0.0 { *x / p } else { *x * p };
+            }
+            if count > 0 {
+                *x -= (self.presence_penalty + self.frequency_penalty * count as f64) as f32;
+            }
+        }
+        self.sample(&l, draw)
     }
 }
 
@@ -128,7 +208,7 @@ pub fn generate_until(
                 input = to_tensor(&history[history.len() - window.min(history.len())..])?;
             }
             let last = model.forward_last(&input, Some(&mut caches))?.to_vec::<f32>()?; // (1,1,V)
-            let tok = sampler.sample(&last, i as u64)?;
+            let tok = sampler.sample_in_context(&last, &history, prompt.len(), i as u64)?;
             on_token(tok)?;
             out.push(tok);
             if stop.contains(&tok) {

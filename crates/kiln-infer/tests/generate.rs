@@ -57,3 +57,40 @@ fn cached_greedy_generation_matches_recomputing_everything() {
     assert_eq!(&long[..10], &fast[..]);
     assert!(generate(&m, &[], 5, &greedy, &dev, |_| Ok(())).is_err());
 }
+
+/// Penalties and min-p on hand-made logits: each one changes the pick exactly as its formula says.
+#[test]
+fn penalties_and_min_p() {
+    let logits = [2.0f32, 1.9, -1.0, 0.5];
+    let greedy = Sampler { temperature: 0.0, ..Default::default() };
+    // no penalties: token 0
+    assert_eq!(greedy.sample_in_context(&logits, &[0, 0, 3], 1, 0).unwrap(), 0);
+    // repetition 1.2 over the context {0, 3}: 2.0/1.2 = 1.67 < 1.9 → token 1
+    let rep = Sampler { repetition_penalty: 1.2, ..greedy };
+    assert_eq!(rep.sample_in_context(&logits, &[0, 3], 2, 0).unwrap(), 1);
+    // presence 0.05 counts only generated tokens (from index 1): token 0 appears once there → 1.95 > 1.9 → 0
+    let pres = Sampler { presence_penalty: 0.05, ..greedy };
+    assert_eq!(pres.sample_in_context(&logits, &[1, 0], 1, 0).unwrap(), 0);
+    // frequency 0.05 × 3 occurrences of token 0 → 1.85 < 1.9 → token 1; prompt occurrences don't count
+    let freq = Sampler { frequency_penalty: 0.05, ..greedy };
+    assert_eq!(freq.sample_in_context(&logits, &[5, 0, 0, 0], 1, 0).unwrap(), 1);
+    assert_eq!(freq.sample_in_context(&logits, &[0, 0, 0, 5], 3, 0).unwrap(), 0);
+    // negative logits are multiplied by the repetition penalty (pushed further down)
+    let neg = [-1.0f32, -1.1];
+    assert_eq!(Sampler { repetition_penalty: 1.2, ..greedy }.sample_in_context(&neg, &[0], 1, 0).unwrap(), 1);
+    // min-p 0.5 at temperature 1: only tokens with p ≥ 0.5·p_max survive ({0, 1}); token 3 and 2 never drawn
+    let minp = Sampler { min_p: 0.5, seed: 9, ..Default::default() };
+    let mut seen = [0usize; 4];
+    for d in 0..400 {
+        seen[minp.sample(&logits, d).unwrap() as usize] += 1;
+    }
+    assert!(seen[2] == 0 && seen[3] == 0 && seen[0] > 100 && seen[1] > 100, "{seen:?}");
+    // bad settings are errors
+    for bad in [
+        Sampler { min_p: 1.5, ..Default::default() },
+        Sampler { repetition_penalty: 0.0, ..Default::default() },
+        Sampler { presence_penalty: f64::NAN, ..Default::default() },
+    ] {
+        assert!(bad.sample_in_context(&logits, &[0], 0, 0).is_err(), "{bad:?}");
+    }
+}

@@ -5,7 +5,9 @@
 //!
 //! - `POST /v1/completions`: `prompt` (a string, or token ids), `max_tokens` (default
 //!   [`ServeOptions::default_max_tokens`]), `temperature` (0–2; 0 is greedy), `top_p`,
-//!   `top_k` (an extension; 0 or -1 for all tokens), `seed`, `stop` (a string or a list),
+//!   `top_k` (an extension; 0 or -1 for all tokens), `presence_penalty` and `frequency_penalty`
+//!   (−2…2), `repetition_penalty` and `min_p` (extensions, as in vLLM), `seed`, `stop` (a
+//!   string or a list),
 //!   `stream`, `stream_options.include_usage`, `echo`; `n` must be 1.
 //! - `POST /v1/chat/completions`: `messages` (`role` and `content`: a string or text parts),
 //!   rendered with the model's chat template, or [`default_chat_prompt`] (`<|role|>\ncontent\n`
@@ -23,7 +25,7 @@
 //! - Bad input is a 4xx in OpenAI's error shape `{"error": {"message", "type", "param",
 //!   "code"}}`: malformed JSON, missing or mistyped fields, out-of-range sampling values,
 //!   prompts or `max_tokens` beyond the context (`context_length_exceeded`), an unknown model
-//!   (404 `model_not_found`), and features it does not implement (logprobs, penalties, tools).
+//!   (404 `model_not_found`), and features it does not implement (logprobs, logit_bias, tools).
 //!
 //! Generation runs off the async runtime on one worker thread that owns the model, fed by a
 //! bounded queue ([`ServeOptions::queue_len`]; a full queue is a 429). **Requests are served one

@@ -189,8 +189,29 @@ pub fn common(f: &Fields, max_keys: &[&str], max_tokens_limit: usize) -> Result<
         },
         Some(v) => return Err(wrong_type("stream_options", "an object", v)),
     };
+    let penalty = |name: &'static str, default: f64, ok: fn(f64) -> bool, range: &str| -> Result<f64, ApiError> {
+        let v = f.f64(name)?.unwrap_or(default);
+        if ok(v) {
+            Ok(v)
+        } else {
+            Err(ApiError::invalid(format!("'{name}' must be {range}, got {v}."), Some(name)).with_code("invalid_value"))
+        }
+    };
+    let presence_penalty = penalty("presence_penalty", 0.0, |v| (-2.0..=2.0).contains(&v), "between -2 and 2")?;
+    let frequency_penalty = penalty("frequency_penalty", 0.0, |v| (-2.0..=2.0).contains(&v), "between -2 and 2")?;
+    let repetition_penalty = penalty("repetition_penalty", 1.0, |v| v > 0.0 && v.is_finite(), "positive (1 = off)")?;
+    let min_p = penalty("min_p", 0.0, |v| (0.0..=1.0).contains(&v), "between 0 and 1")?;
     refuse_unsupported(f)?;
-    let sampler = Sampler { temperature, top_k: top_k.max(0) as usize, top_p, seed };
+    let sampler = Sampler {
+        temperature,
+        top_k: top_k.max(0) as usize,
+        top_p,
+        min_p,
+        repetition_penalty,
+        presence_penalty,
+        frequency_penalty,
+        seed,
+    };
     Ok(Common { max_tokens, sampler, stop, stream, include_usage })
 }
 
@@ -207,11 +228,6 @@ fn refuse_unsupported(f: &Fields) -> Result<(), ApiError> {
     }
     if f.int("best_of")?.unwrap_or(1) != 1 {
         return Err(unsupported("best_of", "best_of other than 1"));
-    }
-    for name in ["presence_penalty", "frequency_penalty"] {
-        if f.f64(name)?.unwrap_or(0.0) != 0.0 {
-            return Err(unsupported(name, "a non-zero penalty"));
-        }
     }
     if f.str("suffix")?.is_some_and(|s| !s.is_empty()) {
         return Err(unsupported("suffix", "a suffix"));

@@ -240,3 +240,26 @@ async fn byte_level_bpe_streams_whole_characters() {
         assert_eq!(whole["usage"]["completion_tokens"], 40);
     }
 }
+
+/// Penalties and min-p are accepted and act: a strong frequency penalty on a greedy completion
+/// repeats characters less than none does (a tiny random model repeats a lot when greedy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn penalties_change_greedy_output() {
+    let base = start(tiny(), ServeOptions::default()).await;
+    let c = reqwest::Client::new();
+    let url = format!("{base}/v1/completions");
+    let distinct = |v: &serde_json::Value| {
+        let s: std::collections::HashSet<char> = v["choices"][0]["text"].as_str().unwrap().chars().collect();
+        s.len()
+    };
+    let (status, plain) = post(&c, &url, &greedy("Hello", 40)).await;
+    assert_eq!(status, 200, "{plain}");
+    let mut req = greedy("Hello", 40);
+    req["frequency_penalty"] = json!(2.0);
+    req["presence_penalty"] = json!(2.0);
+    req["repetition_penalty"] = json!(1.5);
+    req["min_p"] = json!(0.05);
+    let (status, penalised) = post(&c, &url, &req).await;
+    assert_eq!(status, 200, "{penalised}");
+    assert!(distinct(&penalised) > distinct(&plain), "{plain} vs {penalised}");
+}

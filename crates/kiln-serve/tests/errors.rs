@@ -145,10 +145,18 @@ async fn malformed_requests_get_openai_4xx_errors() {
         ),
         (
             &chat,
-            json!({ "model": "tiny", "messages": user, "frequency_penalty": 0.5 }),
+            json!({ "model": "tiny", "messages": user, "frequency_penalty": 2.5 }),
             400,
             Some("frequency_penalty"),
-            Some("unsupported_value"),
+            Some("invalid_value"),
+        ),
+        (&cmpl, json!({ "model": "tiny", "prompt": "hi", "min_p": 1.5 }), 400, Some("min_p"), Some("invalid_value")),
+        (
+            &cmpl,
+            json!({ "model": "tiny", "prompt": "hi", "repetition_penalty": 0 }),
+            400,
+            Some("repetition_penalty"),
+            Some("invalid_value"),
         ),
         (
             &chat,
