@@ -62,30 +62,9 @@ enum Cmd {
         /// Tokens to generate.
         #[arg(long, default_value_t = 300)]
         max_new_tokens: usize,
-        /// Sampling temperature (0 = greedy).
-        #[arg(long, default_value_t = 0.8)]
-        temperature: f64,
-        /// Keep only the k most likely tokens (0 = all).
-        #[arg(long, default_value_t = 0)]
-        top_k: usize,
-        /// Nucleus sampling mass (1 = off).
-        #[arg(long, default_value_t = 1.0)]
-        top_p: f64,
-        /// Drop tokens below this fraction of the top token's probability (0 = off).
-        #[arg(long, default_value_t = 0.0)]
-        min_p: f64,
-        /// Repetition penalty over the whole context (1 = off, >1 discourages repeats).
-        #[arg(long, default_value_t = 1.0)]
-        repetition_penalty: f64,
-        /// Presence penalty on generated tokens (0 = off, OpenAI's −2…2).
-        #[arg(long, default_value_t = 0.0)]
-        presence_penalty: f64,
-        /// Frequency penalty on generated tokens, per occurrence (0 = off, OpenAI's −2…2).
-        #[arg(long, default_value_t = 0.0)]
-        frequency_penalty: f64,
-        /// Sampling seed.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        /// Sampling settings.
+        #[command(flatten)]
+        sampling: SamplingArgs,
     },
     /// Sentence embeddings from a sentence-transformers model directory, printed as one JSON
     /// object: {"model", "dim", "normalized", "count", "embeddings": [[…], …]} in input order.
@@ -251,21 +230,54 @@ enum BenchCmd {
 
 /// Runs the command; a failure prints one line, `error: <what went wrong>: <cause>…` (no
 /// backtrace, even with `RUST_BACKTRACE` set), and exits with status 1.
-/// glibc's allocator returns freed memory at the top of the heap to the kernel (trim) and serves
-/// large blocks with fresh `mmap`s, so a loop that frees and reallocates the same sizes — a
-/// decoding step's activations — page-faults fresh zeroed pages every time (~10 % of a decoding
-/// step). Keep freed memory in the process instead: no trimming, `mmap` only above 32 MiB.
-fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; called before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+/// The sampling options of `kiln generate` (see [`kiln_infer::Sampler`]).
+#[derive(Clone, Debug, clap::Args)]
+struct SamplingArgs {
+    /// Sampling temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.8)]
+    temperature: f64,
+    /// Keep only the k most likely tokens (0 = all).
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// Nucleus sampling mass (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f64,
+    /// Drop tokens below this fraction of the top token's probability (0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    min_p: f64,
+    /// Repetition penalty over the whole context (1 = off, >1 discourages repeats).
+    #[arg(long, default_value_t = 1.0)]
+    repetition_penalty: f64,
+    /// Presence penalty on generated tokens (0 = off, OpenAI's −2…2).
+    #[arg(long, default_value_t = 0.0)]
+    presence_penalty: f64,
+    /// Frequency penalty on generated tokens, per occurrence (0 = off, OpenAI's −2…2).
+    #[arg(long, default_value_t = 0.0)]
+    frequency_penalty: f64,
+    /// Sampling seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl SamplingArgs {
+    /// The validated sampler.
+    fn sampler(&self) -> anyhow::Result<kiln_infer::Sampler> {
+        let s = kiln_infer::Sampler {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repetition_penalty: self.repetition_penalty,
+            presence_penalty: self.presence_penalty,
+            frequency_penalty: self.frequency_penalty,
+            seed: self.seed,
+        };
+        s.validate()?;
+        Ok(s)
     }
 }
 
 fn main() {
-    tune_allocator();
     let cli = Cli::parse();
     let threads = match &cli.cmd {
         Cmd::Bench { what: BenchCmd::Gemm { threads, .. } | BenchCmd::Train { threads, .. } } => *threads,
@@ -302,33 +314,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Train { preset, data, out, steps, resume, sample_tokens } => {
             train::run(train::TrainArgs { preset, data, out, steps, resume, sample_tokens }, &kiln_cpu::cpu())?;
         }
-        Cmd::Generate {
-            run,
-            model,
-            chat,
-            system,
-            prompt,
-            max_new_tokens,
-            temperature,
-            top_k,
-            top_p,
-            min_p,
-            repetition_penalty,
-            presence_penalty,
-            frequency_penalty,
-            seed,
-        } => {
-            let sampler = kiln_infer::Sampler {
-                temperature,
-                top_k,
-                top_p,
-                min_p,
-                repetition_penalty,
-                presence_penalty,
-                frequency_penalty,
-                seed,
-            };
-            sampler.validate()?;
+        Cmd::Generate { run, model, chat, system, prompt, max_new_tokens, sampling } => {
+            let sampler = sampling.sampler()?;
             let dev = kiln_cpu::cpu();
             let loaded = match &model {
                 Some(path) => generate::load_model(path, &dev)?,
