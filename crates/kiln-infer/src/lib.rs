@@ -96,25 +96,33 @@ impl Sampler {
         if self.temperature == 0.0 {
             return Ok(argmax as u32);
         }
-        // Candidates sorted by logit, cut by top-k, then softmax at temperature, min-p, top-p.
+        // Candidates: the top-k (selected, then sorted) or, for top-p, all sorted by logit; with
+        // neither, all tokens in id order — sorting a 50k vocabulary costs milliseconds a token.
+        let by_logit = |a: &usize, b: &usize| logits[*b].total_cmp(&logits[*a]);
         let mut idx: Vec<usize> = (0..logits.len()).collect();
-        idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
-        if self.top_k > 0 {
+        if self.top_k > 0 && self.top_k < idx.len() {
+            idx.select_nth_unstable_by(self.top_k - 1, by_logit);
             idx.truncate(self.top_k);
         }
-        let m = logits[idx[0]] as f64;
+        let sorted = self.top_k > 0 || self.top_p < 1.0;
+        if sorted {
+            idx.sort_by(by_logit);
+        }
+        let m = logits[argmax] as f64;
         let mut probs: Vec<f64> = idx.iter().map(|&i| ((logits[i] as f64 - m) / self.temperature).exp()).collect();
         let z: f64 = probs.iter().sum();
         probs.iter_mut().for_each(|p| *p /= z);
-        let mut keep = probs.len();
         if self.min_p > 0.0 {
-            // sorted: the most likely is first; keep those at least min_p times as likely
-            let floor = self.min_p * probs[0];
-            keep = probs.iter().take_while(|&&p| p >= floor).count().max(1);
+            // keep the tokens at least min_p times as likely as the most likely one (p = 1/z)
+            let floor = self.min_p / z;
+            let kept: Vec<(usize, f64)> =
+                idx.iter().zip(&probs).filter(|(_, &p)| p >= floor).map(|(&i, &p)| (i, p)).collect();
+            (idx, probs) = kept.into_iter().unzip();
         }
+        let mut keep = probs.len();
         if self.top_p < 1.0 {
             let mut acc = 0.0;
-            for (n, p) in probs[..keep].iter().enumerate() {
+            for (n, p) in probs.iter().enumerate() {
                 acc += p;
                 if acc >= self.top_p {
                     keep = n + 1;
