@@ -1,5 +1,6 @@
 //! Criterion benchmarks of fused (tiled FlashAttention-2) vs naive attention at B = 1, H = 12,
-//! D = 64, T = S = 256 and 1024, full and causal, forward and forward+backward. The naive path
+//! D = 64, T = S = 256 and 1024, full and causal, and at the default training job's shape
+//! (char-tiny: B = 16, H = 4, T = 128, D = 32, causal), forward and forward+backward. The naive path
 //! (`Tensor::attention_reference`, materialising the (B, H, T, S) scores), measured in the same
 //! run, is the baseline.
 //!
@@ -15,10 +16,6 @@ use kiln_core::ops::AttentionOpts;
 use kiln_core::{DType, Tensor};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
-
-const B: usize = 1;
-const H: usize = 12;
-const D: usize = 64;
 
 fn rand(shape: &[usize], seed: u64) -> Tensor {
     Tensor::randn(shape, 0.0, 1.0, DType::F32, seed, &kiln_cpu::cpu()).expect("rand")
@@ -55,15 +52,22 @@ fn median(runs: usize, mut f: impl FnMut()) -> Duration {
 }
 
 fn attention(c: &mut Criterion) {
+    // (label, B, H, T, D, causal)
+    let mut shapes: Vec<(String, usize, usize, usize, usize, bool)> = Vec::new();
     for causal in [false, true] {
-        let opts = AttentionOpts { causal, ..AttentionOpts::new() };
         for t in [256usize, 1024] {
-            let shape = [B, H, t, D];
+            shapes.push((format!("{}_T{t}", if causal { "causal" } else { "full" }), 1, 12, t, 64, causal));
+        }
+    }
+    shapes.push(("char_tiny".into(), 16, 4, 128, 32, true));
+    for (name, b, h, t, d, causal) in shapes {
+        {
+            let opts = AttentionOpts { causal, ..AttentionOpts::new() };
+            let shape = [b, h, t, d];
             let (q, k, v) = (rand(&shape, 1), rand(&shape, 2), rand(&shape, 3));
-            let full = (4 * B * H * t * t * D) as f64;
+            let full = (4 * b * h * t * t * d) as f64;
             let fwd_flops = if causal { full / 2.0 } else { full };
             let fb_flops = 3.5 * fwd_flops;
-            let name = format!("{}_T{t}", if causal { "causal" } else { "full" });
 
             let runs = if t >= 1024 { 5 } else { 11 };
             let line = |what: &str, flops: f64, fused: Duration, naive: Duration| {

@@ -27,6 +27,7 @@
 
 use super::float::KFloat;
 use super::random::uniform;
+use super::tile_gemm::TileStrides;
 use crate::pool::{self, scratch};
 use crate::storage::{dispatch_float, Elem};
 use gemm::Parallelism;
@@ -66,6 +67,19 @@ fn mm<T: KFloat>(
     debug_assert!(ok, "attention tile out of bounds");
     if !ok {
         return;
+    }
+    // The tile kernel wants C's and B's rows contiguous; C = A·B is also Cᵀ = Bᵀ·Aᵀ, which has
+    // them when C and A are column-major instead.
+    if out_cs == 1 && b_cs == 1 {
+        let st = TileStrides { a_rs, a_cs, ldb: b_rs, ldc: out_rs };
+        if T::tile_gemm(out, a, b, st, (m, n, k), beta, accumulate) {
+            return;
+        }
+    } else if out_rs == 1 && a_rs == 1 {
+        let st = TileStrides { a_rs: b_cs, a_cs: b_rs, ldb: a_cs, ldc: out_cs };
+        if T::tile_gemm(out, b, a, st, (n, m, k), beta, accumulate) {
+            return;
+        }
     }
     // SAFETY: the reach check above keeps every read and write inside the slices.
     unsafe {
@@ -142,12 +156,9 @@ impl<T: Elem> Geo<'_, T> {
                 }
             }
             if self.causal {
-                let lim = (q0 + i) as isize + off; // last visible key
-                for (j, v) in row.iter_mut().enumerate() {
-                    if (k0 + j) as isize > lim {
-                        *v = T::neg_infinity();
-                    }
-                }
+                // keys k0 + j > (q0 + i) + S − T are hidden: columns from `first` on
+                let first = ((q0 + i) as isize + off + 1 - k0 as isize).clamp(0, bc as isize) as usize;
+                row[first..].iter_mut().for_each(|v| *v = T::neg_infinity());
             }
         }
     }
@@ -325,8 +336,10 @@ fn forward_t<T: Elem>(
             let br = lrow.len();
             let (mut st, mut qt): (Vec<T>, Vec<T>) = (scratch::take(BR * BC), scratch::filled(BR * d, T::zero()));
             let qo = (bh * t + q0) * d;
-            for (i, qrow) in qd[qo..qo + br * d].chunks(d).enumerate() {
-                qrow.iter().enumerate().for_each(|(c, &x)| qt[c * BR + i] = x);
+            // transpose column by column: contiguous stores, loads strided within L1
+            let qtile = &qd[qo..qo + br * d];
+            for (c, qtc) in qt.chunks_mut(BR).enumerate() {
+                qtc[..br].iter_mut().zip(qtile[c..].iter().step_by(d)).for_each(|(o, &x)| *o = x);
             }
             // running max m, running sum ℓ, and per-tile scratch: rescale α, shift, tile sum
             let mut m = scratch::filled(br, ninf);

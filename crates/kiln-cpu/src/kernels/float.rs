@@ -1,5 +1,6 @@
 //! [`KFloat`]: the scalar type of float kernels (`f32`, `f64`).
 
+use super::tile_gemm::TileStrides;
 use num_traits::Float;
 use std::fmt::Debug;
 use std::iter::Sum;
@@ -20,6 +21,20 @@ pub trait KFloat:
     /// `erf x` for the hot loops: Abramowitz & Stegun 7.1.26 on [`KFloat::fexp`] in f32
     /// (absolute error < 1e-6 after f32 rounding), libm in f64.
     fn ferf(self) -> Self;
+    /// `C = β·A·B (+ C)` on an attention tile with the register-blocked kernel of
+    /// [`super::tile_gemm`] (f32 with AVX2/FMA); false when it cannot run, and the caller takes
+    /// the general GEMM.
+    fn tile_gemm(
+        _c: &mut [Self],
+        _a: &[Self],
+        _b: &[Self],
+        _st: TileStrides,
+        _shape: (usize, usize, usize),
+        _beta: Self,
+        _accumulate: bool,
+    ) -> bool {
+        false
+    }
 }
 
 /// Cephes-style `expf`: `eˣ = 2ⁿ·e^r`, `n = round(x·log₂e)`, `r = x − n·ln2` (two-part ln 2),
@@ -78,6 +93,18 @@ impl KFloat for f32 {
         exp_f32(self)
     }
     #[inline(always)]
+    fn tile_gemm(
+        c: &mut [f32],
+        a: &[f32],
+        b: &[f32],
+        st: TileStrides,
+        shape: (usize, usize, usize),
+        beta: f32,
+        accumulate: bool,
+    ) -> bool {
+        super::tile_gemm::tile_gemm(c, a, b, st, shape, beta, accumulate)
+    }
+    #[inline(always)]
     fn ferf(self) -> f32 {
         erf_f32(self)
     }
@@ -115,6 +142,22 @@ pub fn sum_lanes<T: KFloat>(xs: &[T]) -> T {
     }
     let tail: T = chunks.remainder().iter().copied().sum();
     acc.iter().copied().sum::<T>() + tail
+}
+
+/// `Σ_j f(a_j, b_j)` accumulated in f64 with 8 independent lanes: vectorisable (one running
+/// sum is a serial chain of dependent adds) and deterministic (a fixed order for any thread
+/// count). The statistics of LayerNorm and RMSNorm go through it.
+#[inline(always)]
+pub fn sum_f64_lanes<T: Copy>(a: &[T], b: &[T], f: impl Fn(T, T) -> f64) -> f64 {
+    let mut acc = [0.0f64; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f64 = ac.remainder().iter().zip(bc.remainder()).map(|(&x, &y)| f(x, y)).sum();
+    for (ca, cb) in ac.zip(bc) {
+        for k in 0..8 {
+            acc[k] += f(ca[k], cb[k]);
+        }
+    }
+    acc.iter().sum::<f64>() + tail
 }
 
 /// `Σ e^(x − m)` with 8 independent accumulators (vectorised exp and sum).

@@ -5,6 +5,7 @@
 //! Backward: with `ĝ = w·dy`, `dx = rstd·(ĝ − mean ĝ − x̂·mean(ĝ·x̂))`, `dw = Σ_rows dy·x̂`,
 //! `db = Σ_rows dy`. Rows run in parallel; `dw`/`db` are summed from per-task partials.
 
+use super::float::sum_f64_lanes;
 use super::rows::{for_rows_with2, partial_sums, rows_of, to_elem};
 use crate::pool;
 use crate::storage::{dispatch_float, Elem};
@@ -25,19 +26,17 @@ fn forward_t<T: Elem>(
     let mut rstd: Vec<T> = pool::take(n);
     for_rows_with2(&mut y, &mut mean, &mut rstd, c, |r, yr, mean_r, rstd_r| {
         let xr = &xs[r * c..(r + 1) * c];
-        let mean = xr.iter().map(|v| v.f64()).sum::<f64>() / c as f64;
-        let var = xr.iter().map(|v| (v.f64() - mean).powi(2)).sum::<f64>() / c as f64;
+        let mean = sum_f64_lanes(xr, xr, |x, _| x.f64()) / c as f64;
+        let var = sum_f64_lanes(xr, xr, |x, _| (x.f64() - mean).powi(2)) / c as f64;
         let rstd = 1.0 / (var + eps).sqrt();
         let (m, rs) = (T::c(mean), T::c(rstd));
-        for (j, (o, &v)) in yr.iter_mut().zip(xr).enumerate() {
-            let mut h = (v - m) * rs;
-            if let Some(w) = w {
-                h *= w[j];
-            }
-            if let Some(b) = b {
-                h += b[j];
-            }
-            *o = h;
+        // one vectorised pass per term (the row stays in L1)
+        yr.iter_mut().zip(xr).for_each(|(o, &v)| *o = (v - m) * rs);
+        if let Some(w) = w {
+            yr.iter_mut().zip(w).for_each(|(o, &w)| *o *= w);
+        }
+        if let Some(b) = b {
+            yr.iter_mut().zip(b).for_each(|(o, &b)| *o += b);
         }
         *mean_r = m;
         *rstd_r = rs;
@@ -62,27 +61,19 @@ fn backward_t<T: Elem>(
     let (dw_acc, db_acc) = partial_sums(&mut dx, c, 2, |r, dxr, acc| {
         let (xr, gr) = (&xs[r * c..(r + 1) * c], &gs[r * c..(r + 1) * c]);
         let (m, s) = (ms[r], rs[r]);
-        let (mut mean_g, mut mean_gx) = (0.0f64, 0.0f64);
-        for j in 0..c {
-            let xh = (xr[j] - m) * s;
-            let g = match w {
-                Some(w) => w[j] * gr[j],
-                None => gr[j],
-            };
-            mean_g += g.f64();
-            mean_gx += (g * xh).f64();
-            acc[j] += (gr[j] * xh).f64();
-            acc[c + j] += gr[j].f64();
+        // ĝ = w·dy into dx (overwritten below), x̂ recomputed on the fly
+        match w {
+            Some(w) => dxr.iter_mut().zip(gr.iter().zip(w)).for_each(|(o, (&g, &w))| *o = w * g),
+            None => dxr.copy_from_slice(gr),
         }
-        let (mg, mgx) = (T::c(mean_g / c as f64), T::c(mean_gx / c as f64));
-        for j in 0..c {
-            let xh = (xr[j] - m) * s;
-            let g = match w {
-                Some(w) => w[j] * gr[j],
-                None => gr[j],
-            };
-            dxr[j] = s * (g - mg - xh * mgx);
+        let (dw_acc, db_acc) = acc.split_at_mut(c);
+        for ((a, b), (&x, &g)) in dw_acc.iter_mut().zip(db_acc.iter_mut()).zip(xr.iter().zip(gr)) {
+            *a += (g * ((x - m) * s)).f64();
+            *b += g.f64();
         }
+        let mg = T::c(sum_f64_lanes(dxr, dxr, |g, _| g.f64()) / c as f64);
+        let mgx = T::c(sum_f64_lanes(dxr, xr, |g, x| (g * ((x - m) * s)).f64()) / c as f64);
+        dxr.iter_mut().zip(xr).for_each(|(d, &x)| *d = s * (*d - mg - (x - m) * s * mgx));
     });
     let dw = w.is_some().then(|| T::wrap(to_elem(&dw_acc)));
     let db = Some(T::wrap(to_elem(&db_acc)));

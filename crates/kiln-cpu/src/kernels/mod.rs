@@ -18,6 +18,7 @@ mod rope;
 mod rows;
 mod softmax;
 pub(crate) mod strided;
+mod tile_gemm;
 
 /// Below this many elements a loop stays on one thread (rayon overhead ≈ a few µs).
 pub(crate) const PAR_MIN: usize = 1 << 15;

@@ -1,6 +1,7 @@
 //! Reductions over any set of dims. The layout is permuted so the reduced dims come last; each
 //! output element then reduces one contiguous run of the permuted order. Sums accumulate in `f64`.
 
+use super::float::sum_f64_lanes;
 use super::PAR_MIN;
 use crate::storage::{dispatch_float, CpuStorage, Elem};
 use crate::CpuBackend;
@@ -62,7 +63,13 @@ fn reduce_t<T: Elem>(op: ReduceOp, s: &dyn Storage, l: &Layout, dims: &[usize]) 
         // Reduced dims are the trailing contiguous run: parallel over rows.
         let data = &x[a..b];
         if inner > 0 {
-            let f = |(o, chunk): (&mut f64, &[T])| *o = run(&mut chunk.iter().copied());
+            // sums take 8 independent lanes (vectorised); the rest walk the run
+            let f = |(o, chunk): (&mut f64, &[T])| {
+                *o = match op {
+                    ReduceOp::Sum => sum_f64_lanes(chunk, chunk, |x, _| x.f64()),
+                    _ => run(&mut chunk.iter().copied()),
+                }
+            };
             if data.len() >= PAR_MIN {
                 out.par_iter_mut().zip(data.par_chunks(inner)).for_each(f);
             } else {
@@ -102,6 +109,11 @@ const COLS_PER_TASK: usize = 64;
 fn column_sums<T: Elem>(x: &[T], cols: usize, out: &mut [f64]) {
     out.iter_mut().for_each(|o| *o = 0.0);
     if cols == 0 {
+        return;
+    }
+    if cols == 1 {
+        // a full sum (`sum_all`): one run, in lanes
+        out[0] = sum_f64_lanes(x, x, |v, _| v.f64());
         return;
     }
     let block = |(bi, acc): (usize, &mut [f64])| {

@@ -3,6 +3,7 @@
 //! Forward, per row of C: `rstd = 1/√(mean x² + ε)`, `y = x·rstd·w`. Saved: `rstd` per row.
 //! Backward: with `ĝ = w·dy`, `dx = rstd·(ĝ − x·rstd²·mean(ĝ·x))`, `dw = Σ_rows dy·x·rstd`.
 
+use super::float::sum_f64_lanes;
 use super::rows::{partial_sums, rows_of, to_elem};
 use crate::pool;
 use crate::storage::{dispatch_float, Elem};
@@ -16,13 +17,11 @@ fn forward_t<T: Elem>(x: Arg, w: Option<Arg>, eps: f64) -> Result<(BoxStorage, B
     let mut rstd = pool::take(n);
     super::softmax::for_rows_with(&mut y, &mut rstd, c, |r, yr, st| {
         let xr = &xs[r * c..(r + 1) * c];
-        let ms = xr.iter().map(|v| v.f64() * v.f64()).sum::<f64>() / c as f64;
+        let ms = sum_f64_lanes(xr, xr, |x, _| x.f64() * x.f64()) / c as f64;
         let rs = T::c(1.0 / (ms + eps).sqrt());
-        for (j, (o, &v)) in yr.iter_mut().zip(xr).enumerate() {
-            *o = match w {
-                Some(w) => v * rs * w[j],
-                None => v * rs,
-            };
+        match w {
+            Some(w) => yr.iter_mut().zip(xr.iter().zip(w)).for_each(|(o, (&v, &w))| *o = v * rs * w),
+            None => yr.iter_mut().zip(xr).for_each(|(o, &v)| *o = v * rs),
         }
         *st = rs;
     });
@@ -37,17 +36,14 @@ fn backward_t<T: Elem>(x: Arg, w: Option<Arg>, rstd: Arg, dy: Arg) -> Result<(Bo
     let mut dx = pool::take(n * c);
     let (dw, _) = partial_sums(&mut dx, c, 1, |r, dxr, acc| {
         let (xr, gr, s) = (&xs[r * c..(r + 1) * c], &gs[r * c..(r + 1) * c], rs[r]);
-        let mut dot = 0.0f64;
-        for j in 0..c {
-            let g = w.map_or(gr[j], |w| w[j] * gr[j]);
-            dot += (g * xr[j]).f64();
-            acc[j] += (gr[j] * xr[j] * s).f64();
+        // ĝ = w·dy into dx (overwritten below)
+        match w {
+            Some(w) => dxr.iter_mut().zip(gr.iter().zip(w)).for_each(|(o, (&g, &w))| *o = w * g),
+            None => dxr.copy_from_slice(gr),
         }
-        let k = s * s * T::c(dot / c as f64);
-        for j in 0..c {
-            let g = w.map_or(gr[j], |w| w[j] * gr[j]);
-            dxr[j] = s * (g - xr[j] * k);
-        }
+        acc.iter_mut().zip(gr.iter().zip(xr)).for_each(|(a, (&g, &x))| *a += (g * x * s).f64());
+        let k = s * s * T::c(sum_f64_lanes(dxr, xr, |g, x| (g * x).f64()) / c as f64);
+        dxr.iter_mut().zip(xr).for_each(|(d, &x)| *d = s * (*d - x * k));
     });
     let dw_out = w.is_some().then(|| T::wrap(to_elem(&dw)));
     pool::give(dw);
