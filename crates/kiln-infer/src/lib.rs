@@ -4,9 +4,13 @@
 //! token, and [`generate`], which prefills a prompt into the model's KV caches and then decodes
 //! one token at a time, each step attending over the cache (O(T) per token).
 
+mod beam;
 mod perplexity;
+mod speculative;
 
+pub use beam::{beam_search, BeamSearch, Hypothesis};
 pub use perplexity::{perplexity, Perplexity};
+pub use speculative::{accept_or_resample, generate_speculative, SpecStats};
 
 use kiln_core::{no_grad, Device, Error, Result, Tensor};
 use kiln_models::gpt::Gpt;
@@ -62,6 +66,19 @@ fn uniform(seed: u64, i: u64) -> f64 {
     ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// The token at which the cumulative probability first reaches `u` ∈ [0, 1) (the last one if
+/// rounding leaves `u` above the total).
+fn draw_from(idx: &[usize], probs: &[f64], u: f64) -> u32 {
+    let mut u = u;
+    for (&i, &p) in idx.iter().zip(probs) {
+        u -= p;
+        if u <= 0.0 {
+            return i as u32;
+        }
+    }
+    idx.last().map_or(0, |&i| i as u32)
+}
+
 impl Sampler {
     /// Checks every setting's range.
     pub fn validate(&self) -> Result<()> {
@@ -88,13 +105,29 @@ impl Sampler {
     /// Picks a token from one row of logits; `draw` indexes the RNG stream. No penalties (they
     /// need the context: [`Sampler::sample_in_context`]).
     pub fn sample(&self, logits: &[f32], draw: u64) -> Result<u32> {
+        let (idx, probs) = self.candidates(logits)?;
+        Ok(draw_from(&idx, &probs, uniform(self.seed, draw)))
+    }
+
+    /// The distribution [`Sampler::sample`] draws from, dense over the vocabulary: softmax at
+    /// the temperature, restricted by top-k, min-p and top-p, renormalised (one-hot at the
+    /// argmax when greedy). Speculative decoding compares the draft's and the target's.
+    pub fn probs(&self, logits: &[f32]) -> Result<Vec<f64>> {
+        let (idx, p) = self.candidates(logits)?;
+        let mut dense = vec![0.0; logits.len()];
+        idx.iter().zip(&p).for_each(|(&i, &p)| dense[i] = p);
+        Ok(dense)
+    }
+
+    /// The tokens that can be drawn and their probabilities (summing to 1).
+    fn candidates(&self, logits: &[f32]) -> Result<(Vec<usize>, Vec<f64>)> {
         if logits.is_empty() {
             return Err(Error::Invalid { op: "Sampler::sample", msg: "empty logits".into() });
         }
         self.validate()?;
         let argmax = logits.iter().enumerate().fold(0, |b, (i, &v)| if v > logits[b] { i } else { b });
         if self.temperature == 0.0 {
-            return Ok(argmax as u32);
+            return Ok((vec![argmax], vec![1.0]));
         }
         // Candidates: the top-k (selected, then sorted) or, for top-p, all sorted by logit; with
         // neither, all tokens in id order — sorting a 50k vocabulary costs milliseconds a token.
@@ -130,15 +163,11 @@ impl Sampler {
                 }
             }
         }
-        let total: f64 = probs[..keep].iter().sum();
-        let mut u = uniform(self.seed, draw) * total;
-        for (n, p) in probs[..keep].iter().enumerate() {
-            u -= p;
-            if u <= 0.0 {
-                return Ok(idx[n] as u32);
-            }
-        }
-        Ok(idx[keep - 1] as u32)
+        idx.truncate(keep);
+        probs.truncate(keep);
+        let total: f64 = probs.iter().sum();
+        probs.iter_mut().for_each(|p| *p /= total);
+        Ok((idx, probs))
     }
 
     /// [`Sampler::sample`] after the penalties: `context` is every token so far (prompt then

@@ -46,6 +46,43 @@ impl KvCache {
         self.len = 0;
     }
 
+    /// Keeps the first `len` cached tokens and forgets the rest (speculative decoding rolls
+    /// back rejected draft tokens); `len` beyond the cached count is an error.
+    pub fn truncate(&mut self, len: usize) -> Result<()> {
+        if len > self.len {
+            return Err(Error::Invalid {
+                op: "KvCache::truncate",
+                msg: format!("cannot keep {len} tokens of the {} cached", self.len),
+            });
+        }
+        self.len = len;
+        Ok(())
+    }
+
+    /// Replaces the batch with rows `rows` of the current one (a row may repeat): beam search
+    /// follows its surviving beams this way. The cached prefix is copied into fresh buffers of
+    /// the same capacity.
+    pub fn select_rows(&mut self, rows: &[usize]) -> Result<()> {
+        let d = self.k.dims().to_vec(); // (B, Hkv, max_len, D)
+        if let Some(&r) = rows.iter().find(|&&r| r >= d[0]) {
+            return Err(Error::Invalid { op: "KvCache::select_rows", msg: format!("row {r} of a batch of {}", d[0]) });
+        }
+        let device = self.k.device().clone();
+        let mut next = KvCache::new(rows.len(), d[1], d[2], d[3], self.k.dtype(), &device)?;
+        if self.len > 0 && !rows.is_empty() {
+            let ids = Tensor::from_vec(rows.iter().map(|&r| r as i64).collect(), &[rows.len()], &device)?;
+            no_grad(|| -> Result<()> {
+                let k = self.k.narrow(2, 0, self.len)?.index_select(0, &ids)?;
+                let v = self.v.narrow(2, 0, self.len)?.index_select(0, &ids)?;
+                next.k.narrow(2, 0, self.len)?.assign_(&k)?;
+                next.v.narrow(2, 0, self.len)?.assign_(&v)
+            })?;
+        }
+        next.len = self.len;
+        *self = next;
+        Ok(())
+    }
+
     /// Writes `k`, `v` (B, Hkv, T, D) after the cached tokens and returns views of all keys and
     /// values so far, (B, Hkv, len + T, D). Inference only: not recorded on the tape.
     pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
