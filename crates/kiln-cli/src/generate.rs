@@ -137,12 +137,36 @@ pub fn load_model(path: &Path, device: &Device) -> Result<Loaded> {
     Ok(Loaded { model, tok, chat, stop, bos: None })
 }
 
+/// How `kiln generate` picks tokens.
+pub enum Decoding<'a> {
+    /// The sampler alone (greedy at temperature 0).
+    Sample,
+    /// Beam search: the best hypothesis is printed, all of them with scores on stderr.
+    Beam(kiln_infer::BeamSearch),
+    /// Speculative decoding with a draft model proposing `k` tokens per target pass.
+    Speculative {
+        /// The draft model (same vocabulary).
+        draft: &'a Gpt,
+        /// Drafted tokens per round.
+        k: usize,
+    },
+}
+
+/// Loads a draft model for `--draft`: a kiln run directory, or what [`load_model`] accepts.
+pub fn load_draft(path: &Path, device: &Device) -> Result<Gpt> {
+    if path.join("train.json").is_file() {
+        return Ok(load_run(path, device)?.0);
+    }
+    Ok(load_model(path, device)?.model)
+}
+
 /// Streams up to `max_new` tokens after `prompt` to stdout, stopping after any of `stop`.
 pub fn run(
     m: &Loaded,
     prompt: &str,
     max_new: usize,
     sampler: Sampler,
+    decoding: &Decoding,
     echo_prompt: bool,
     device: &Device,
 ) -> Result<()> {
@@ -152,22 +176,60 @@ pub fn run(
     if echo_prompt {
         write!(stdout, "{prompt}")?;
     }
+    let decode =
+        |ids: &[u32]| m.tok.decode(ids).map_err(|e| kiln_core::Error::Invalid { op: "decode", msg: e.to_string() });
     // decode the running reply and print what is new, so multi-token characters come out whole
     let mut reply: Vec<u32> = Vec::new();
     let mut shown = 0;
-    generate_until(&m.model, &ids, max_new, &sampler, &m.stop, device, |t| {
+    let mut print = |t: u32| -> kiln_core::Result<()> {
         if m.stop.contains(&t) {
             return Ok(());
         }
         reply.push(t);
-        let text = m.tok.decode(&reply).map_err(|e| kiln_core::Error::Invalid { op: "decode", msg: e.to_string() })?;
+        let text = decode(&reply)?;
         if text.len() > shown && text.is_char_boundary(shown) && !text.ends_with('\u{FFFD}') {
             let _ = write!(stdout, "{}", &text[shown..]);
             let _ = stdout.flush();
             shown = text.len();
         }
         Ok(())
-    })?;
+    };
+    match decoding {
+        Decoding::Sample => {
+            generate_until(&m.model, &ids, max_new, &sampler, &m.stop, device, print)?;
+        }
+        Decoding::Speculative { draft, k } => {
+            let t0 = std::time::Instant::now();
+            let (out, st) =
+                kiln_infer::generate_speculative(&m.model, draft, &ids, max_new, *k, &sampler, &m.stop, device, print)?;
+            eprintln!(
+                "\n[speculative: {} tokens in {} target passes ({:.2} per pass), {}/{} drafted tokens kept ({:.0} %), {:.1} tok/s]",
+                out.len(),
+                st.target_passes,
+                out.len() as f64 / st.target_passes.max(1) as f64,
+                st.accepted,
+                st.drafted,
+                100.0 * st.acceptance_rate(),
+                out.len() as f64 / t0.elapsed().as_secs_f64()
+            );
+        }
+        Decoding::Beam(cfg) => {
+            let cfg = kiln_infer::BeamSearch { max_new, ..*cfg };
+            let hyps = kiln_infer::beam_search(&m.model, &ids, &cfg, &m.stop, device)?;
+            let best = hyps.first().context("beam search returned no hypothesis")?;
+            best.tokens.iter().try_for_each(|&t| print(t))?;
+            eprintln!();
+            for (i, h) in hyps.iter().enumerate() {
+                let text = decode(&h.tokens)?;
+                eprintln!(
+                    "[beam {i}: score {:.4}, log-prob {:.4}, {} tokens] {text:?}",
+                    h.score,
+                    h.logprob,
+                    h.tokens.len()
+                );
+            }
+        }
+    }
     writeln!(stdout)?;
     Ok(())
 }

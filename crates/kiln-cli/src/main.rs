@@ -65,6 +65,9 @@ enum Cmd {
         /// Sampling settings.
         #[command(flatten)]
         sampling: SamplingArgs,
+        /// Beam search and speculative decoding.
+        #[command(flatten)]
+        decoding: DecodingArgs,
     },
     /// Sentence embeddings from a sentence-transformers model directory, printed as one JSON
     /// object: {"model", "dim", "normalized", "count", "embeddings": [[…], …]} in input order.
@@ -259,6 +262,28 @@ struct SamplingArgs {
     seed: u64,
 }
 
+/// Beam search and speculative decoding options of `kiln generate`.
+#[derive(Clone, Debug, clap::Args)]
+struct DecodingArgs {
+    /// Beam search with this many beams (1 = sample with the options above); prints the best
+    /// hypothesis, and every hypothesis with its score on stderr.
+    #[arg(long, default_value_t = 1)]
+    beams: usize,
+    /// GNMT length penalty α of beam search (score = log P / ((5 + len)/6)^α; 0 = log P).
+    #[arg(long, default_value_t = 0.0)]
+    length_penalty: f64,
+    /// Beam search ends once --beams hypotheses have finished.
+    #[arg(long)]
+    early_stopping: bool,
+    /// Speculative decoding with this draft model (same tokenizer): a run directory, a .gguf
+    /// file or an HF directory. The output follows the main model's distribution exactly.
+    #[arg(long)]
+    draft: Option<std::path::PathBuf>,
+    /// Tokens the draft proposes per pass of the main model.
+    #[arg(long, default_value_t = 4)]
+    draft_tokens: usize,
+}
+
 impl SamplingArgs {
     /// The validated sampler.
     fn sampler(&self) -> anyhow::Result<kiln_infer::Sampler> {
@@ -314,7 +339,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Train { preset, data, out, steps, resume, sample_tokens } => {
             train::run(train::TrainArgs { preset, data, out, steps, resume, sample_tokens }, &kiln_cpu::cpu())?;
         }
-        Cmd::Generate { run, model, chat, system, prompt, max_new_tokens, sampling } => {
+        Cmd::Generate { run, model, chat, system, prompt, max_new_tokens, sampling, decoding } => {
             let sampler = sampling.sampler()?;
             let dev = kiln_cpu::cpu();
             let loaded = match &model {
@@ -325,7 +350,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 }
             };
             let text = if chat { generate::chat_prompt(&loaded, system.as_deref(), &prompt)? } else { prompt };
-            generate::run(&loaded, &text, max_new_tokens, sampler, !chat, &dev)?;
+            anyhow::ensure!(decoding.beams >= 1, "--beams must be at least 1");
+            anyhow::ensure!(
+                decoding.beams == 1 || decoding.draft.is_none(),
+                "--beams and --draft cannot be combined (beam search scores every beam with the main model)"
+            );
+            let draft = decoding.draft.as_deref().map(|p| generate::load_draft(p, &dev)).transpose()?;
+            let mode = match &draft {
+                Some(d) => generate::Decoding::Speculative { draft: d, k: decoding.draft_tokens },
+                None if decoding.beams > 1 => generate::Decoding::Beam(kiln_infer::BeamSearch {
+                    beams: decoding.beams,
+                    length_penalty: decoding.length_penalty,
+                    early_stopping: decoding.early_stopping,
+                    max_new: max_new_tokens,
+                }),
+                None => generate::Decoding::Sample,
+            };
+            generate::run(&loaded, &text, max_new_tokens, sampler, &mode, !chat, &dev)?;
         }
         Cmd::Embed { model, file, batch, texts } => {
             embed::run(&embed::EmbedArgs { model, file, batch, texts }, &kiln_cpu::cpu())?;
