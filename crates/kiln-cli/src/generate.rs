@@ -11,7 +11,18 @@ use kiln_train::run::checkpoint_dir;
 use std::io::Write;
 use std::path::Path;
 
-/// A trained kiln run directory (`kiln train --out`), its latest checkpoint.
+/// The weights file of a run directory written by `kiln quantize`.
+pub const QUANTIZED_FILE: &str = "quantized.safetensors";
+
+/// Whether `dir` is a kiln run directory (`kiln train --out`, or `kiln quantize --out`).
+pub fn is_run_dir(dir: &Path) -> bool {
+    dir.join("tokenizer.json").is_file()
+        && dir.join("config.json").is_file()
+        && (dir.join(QUANTIZED_FILE).is_file() || checkpoint_dir(dir).is_some())
+}
+
+/// A trained kiln run directory (`kiln train --out`): its latest checkpoint, or the quantized
+/// weights `kiln quantize` wrote.
 pub fn load_run(dir: &Path, device: &Device) -> Result<(Gpt, Tokenizer)> {
     let cfg: GptConfig = serde_json::from_str(
         &std::fs::read_to_string(dir.join("config.json"))
@@ -19,6 +30,12 @@ pub fn load_run(dir: &Path, device: &Device) -> Result<(Gpt, Tokenizer)> {
     )
     .with_context(|| format!("parsing {}/config.json", dir.display()))?;
     let tok = Tokenizer::load(&dir.join("tokenizer.json"))?;
+    let quantized = dir.join(QUANTIZED_FILE);
+    if quantized.is_file() {
+        let model = kiln_models::gpt::load_quantized(cfg, &quantized, device)
+            .with_context(|| format!("loading {}", quantized.display()))?;
+        return Ok((model, tok));
+    }
     let ck = checkpoint_dir(dir).with_context(|| format!("{} has no checkpoint", dir.display()))?;
     let model = Gpt::new(cfg, 0, device)?;
     let (weights, _) = kiln_core::safetensors::load(&ck.join("model.safetensors"), device)?;
@@ -106,14 +123,19 @@ pub struct Loaded {
     pub bos: Option<u32>,
 }
 
-/// Loads `--model`: a `.gguf` file or a Hugging Face checkpoint directory (whose
-/// `tokenizer_config.json` may carry a `chat_template` and `eos_token`).
+/// Loads `--model`: a `.gguf` file, a kiln run directory (trained or quantized), or a Hugging
+/// Face checkpoint directory (whose `tokenizer_config.json` may carry a `chat_template` and
+/// `eos_token`).
 pub fn load_model(path: &Path, device: &Device) -> Result<Loaded> {
     if path.is_file() && path.extension().is_some_and(|e| e == "gguf") {
         let g = GgufFile::open(path).with_context(|| format!("opening {}", path.display()))?;
         return load_gguf(&g, path, device);
     }
     anyhow::ensure!(path.is_dir(), "{}: not a .gguf file or a checkpoint directory", path.display());
+    if is_run_dir(path) {
+        let (model, tok) = load_run(path, device)?;
+        return Ok(Loaded { model, tok, chat: None, stop: Vec::new(), bos: None });
+    }
     let (model, tok) = load_hf(path, device)?;
     let cfg_path = path.join("tokenizer_config.json");
     let (mut chat, mut stop) = (None, Vec::new());
@@ -150,14 +172,6 @@ pub enum Decoding<'a> {
         /// Drafted tokens per round.
         k: usize,
     },
-}
-
-/// Loads a draft model for `--draft`: a kiln run directory, or what [`load_model`] accepts.
-pub fn load_draft(path: &Path, device: &Device) -> Result<Gpt> {
-    if path.join("train.json").is_file() {
-        return Ok(load_run(path, device)?.0);
-    }
-    Ok(load_model(path, device)?.model)
 }
 
 /// Streams up to `max_new` tokens after `prompt` to stdout, stopping after any of `stop`.

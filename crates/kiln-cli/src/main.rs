@@ -115,18 +115,41 @@ enum Cmd {
     /// Perplexity on a text file as llama.cpp's llama-perplexity computes it (non-overlapping
     /// chunks of --ctx tokens, the second half of each scored).
     Perplexity {
-        /// A `.gguf` file or a Hugging Face checkpoint directory.
+        /// A `.gguf` file, a kiln run directory (trained or quantized) or a Hugging Face
+        /// checkpoint directory.
         #[arg(long)]
         model: std::path::PathBuf,
         /// UTF-8 text to score.
-        #[arg(long)]
-        file: std::path::PathBuf,
+        #[arg(long, required_unless_present = "val")]
+        file: Option<std::path::PathBuf>,
+        /// Score the validation split of this training run's token file instead (the held-out
+        /// tail `kiln train` evaluates on).
+        #[arg(long, conflicts_with = "file")]
+        val: Option<std::path::PathBuf>,
         /// Tokens per chunk.
         #[arg(long, default_value_t = 256)]
         ctx: usize,
         /// Score at most this many chunks (0 = all).
         #[arg(long, default_value_t = 0)]
         chunks: usize,
+    },
+    /// Quantize a trained run's weight matrices to ggml blocks (Q8_0: int8 per 32 weights; Q4_1:
+    /// int4 with scale and minimum per 32; Q4_0: int4 symmetric) into a run directory that
+    /// `generate`, `perplexity` and `serve` load.
+    Quantize {
+        /// Run directory written by `kiln train`.
+        #[arg(long, default_value = "runs/default")]
+        run: std::path::PathBuf,
+        /// Block type: q8_0, q4_1 or q4_0.
+        #[arg(long = "type", default_value = "q8_0")]
+        ty: String,
+        /// Block type of the token embeddings and an untied head (default: q8_0, as llama.cpp's
+        /// 4-bit mixes keep the output matrix at 6–8 bits).
+        #[arg(long, default_value = "q8_0")]
+        embed_type: String,
+        /// Output directory (created; config.json, tokenizer.json, quantized.safetensors).
+        #[arg(long)]
+        out: std::path::PathBuf,
     },
     /// Convert models: GGUF → safetensors, GGUF → Hugging Face directory, kiln run → Hugging
     /// Face directory.
@@ -334,6 +357,41 @@ fn main() {
     }
 }
 
+/// `kiln quantize`: a trained run's weights as ggml blocks in a new run directory.
+fn quantize(run: &std::path::Path, ty: &str, embed_ty: &str, out: &std::path::Path) -> anyhow::Result<()> {
+    use kiln_core::Module;
+    use kiln_formats::GgmlType;
+    let parse = |flag: &str, name: &str| {
+        GgmlType::from_name(name)
+            .filter(|t| matches!(t, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1))
+            .with_context(|| format!("{flag} {name:?}: expected q8_0, q4_1 or q4_0"))
+    };
+    let (ty, embed_ty) = (parse("--type", ty)?, parse("--embed-type", embed_ty)?);
+    anyhow::ensure!(!out.join("config.json").exists(), "{} already holds a model: choose another --out", out.display());
+    let dev = kiln_cpu::cpu();
+    let (mut model, _) = generate::load_run(run, &dev)?;
+    let f32_bytes: usize = model.named_parameters().iter().map(|(_, p)| p.numel() * 4).sum();
+    let q = model.quantize_weights(ty, embed_ty)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(run.join(f), out.join(f)).with_context(|| format!("copying {f}"))?;
+    }
+    kiln_models::gpt::save_quantized(&model, &q, &out.join(generate::QUANTIZED_FILE))?;
+    let rest: usize = model.named_parameters().iter().map(|(_, p)| p.numel() * 4).sum();
+    let qbytes: usize = q.iter().map(|(_, m)| kiln_core::quant::QuantMatrix::bytes(m.as_ref())).sum();
+    println!(
+        "{} matrices to {} (embeddings/head {}): weights {:.2} MB → {:.2} MB ({} f32 parameters left: norms, biases, positions); wrote {}",
+        q.len(),
+        ty.name(),
+        embed_ty.name(),
+        f32_bytes as f64 / 1e6,
+        (qbytes + rest) as f64 / 1e6,
+        model.named_parameters().len(),
+        out.join(generate::QUANTIZED_FILE).display()
+    );
+    Ok(())
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Train { preset, data, out, steps, resume, sample_tokens } => {
@@ -355,7 +413,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 decoding.beams == 1 || decoding.draft.is_none(),
                 "--beams and --draft cannot be combined (beam search scores every beam with the main model)"
             );
-            let draft = decoding.draft.as_deref().map(|p| generate::load_draft(p, &dev)).transpose()?;
+            let draft =
+                decoding.draft.as_deref().map(|p| generate::load_model(p, &dev).map(|m| m.model)).transpose()?;
             let mode = match &draft {
                 Some(d) => generate::Decoding::Speculative { draft: d, k: decoding.draft_tokens },
                 None if decoding.beams > 1 => generate::Decoding::Beam(kiln_infer::BeamSearch {
@@ -405,15 +464,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let args = bench::embed::EmbedBench { model, batch, sentences, repeats, threads, no_st };
             bench::embed::run(&args, &kiln_cpu::cpu())?;
         }
-        Cmd::Perplexity { model, file, ctx, chunks } => {
+        Cmd::Perplexity { model, file, val, ctx, chunks } => {
             let dev = kiln_cpu::cpu();
             let m = generate::load_model(&model, &dev)?;
-            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-            let mut ids = m.tok.encode(&text)?;
+            let (mut ids, what) = match (&file, &val) {
+                (Some(file), _) => {
+                    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+                    (m.tok.encode(&text)?, file.display().to_string())
+                }
+                (None, Some(run)) => (train::validation_tokens(run)?, format!("{} (validation split)", run.display())),
+                (None, None) => anyhow::bail!("pass --file or --val"),
+            };
             if chunks > 0 {
                 ids.truncate(chunks.saturating_mul(ctx));
             }
-            eprintln!("{}: {} tokens, {} chunks of {ctx}", file.display(), ids.len(), ids.len() / ctx.max(1));
+            eprintln!("{what}: {} tokens, {} chunks of {ctx}", ids.len(), ids.len() / ctx.max(1));
             let t = std::time::Instant::now();
             let p = kiln_infer::perplexity(&m.model, &ids, ctx, m.bos, &dev, |i, ppl| eprint!("[{}]{ppl:.4} ", i + 1))?;
             eprintln!();
@@ -426,6 +491,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 (p.chunks * ctx) as f64 / t.elapsed().as_secs_f64()
             );
         }
+        Cmd::Quantize { run, ty, embed_type, out } => quantize(&run, &ty, &embed_type, &out)?,
         Cmd::Convert { from, to, to_format } => convert::run(&from, &to, to_format, &kiln_cpu::cpu())?,
         Cmd::Info => {
             let dev = kiln_cpu::cpu();

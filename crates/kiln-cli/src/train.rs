@@ -303,3 +303,13 @@ pub fn run(args: TrainArgs, device: &Device) -> Result<()> {
     }
     Ok(())
 }
+
+/// The validation split of a run's token file: the last `val_fraction` of `tokens.bin` (the
+/// split `kiln train` evaluates on, as `kiln_data::Batcher` cuts it).
+pub fn validation_tokens(run: &Path) -> Result<Vec<u32>> {
+    let tcfg: TrainConfig = read_json(&run.join("train.json"))?;
+    let tokens = TokenFile::open(&run.join("tokens.bin"))?;
+    let n = tokens.len();
+    let split_at = ((n as f64) * (1.0 - tcfg.val_fraction)).round() as usize;
+    Ok((split_at.min(n)..n).map(|i| tokens.get(i)).collect())
+}

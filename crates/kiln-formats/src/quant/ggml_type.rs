@@ -161,6 +161,11 @@ impl GgmlType {
         TABLE.iter().find(|r| r.1 == id).map(|r| r.0)
     }
 
+    /// The type ggml names `name` (`"Q4_1"`, `"q8_0"`: case-insensitive), if any.
+    pub fn from_name(name: &str) -> Option<GgmlType> {
+        TABLE.iter().find(|r| r.4.eq_ignore_ascii_case(name)).map(|r| r.0)
+    }
+
     /// The numeric id stored in GGUF tensor infos.
     pub fn id(self) -> u32 {
         self.row().1

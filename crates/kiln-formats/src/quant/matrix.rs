@@ -38,6 +38,32 @@ impl QMatrix {
         Ok(m)
     }
 
+    /// Quantizes a row-major (rows, cols) f32 matrix to `ty` (Q8_0, Q4_0 or Q4_1; `cols` a
+    /// multiple of 32) with ggml's reference quantizers, rows in parallel.
+    pub fn quantize(ty: GgmlType, rows: usize, cols: usize, w: &[f32]) -> Result<QMatrix> {
+        if rows.checked_mul(cols) != Some(w.len()) || cols == 0 {
+            return Err(FormatError::BadLength { ty, msg: format!("{} values for a {rows}×{cols} matrix", w.len()) });
+        }
+        let row_bytes = super::byte_len(ty, cols)?;
+        let mut data = vec![0u8; rows * row_bytes];
+        data.par_chunks_mut(row_bytes)
+            .zip(w.par_chunks(cols))
+            .try_for_each(|(o, x)| super::quantize_row_into(ty, x, o))?;
+        QMatrix::new(ty, rows, cols, data)
+    }
+
+    /// The blocks in ggml's layout (as a GGUF file stores them), row after row.
+    pub fn to_ggml_bytes(&self) -> Vec<u8> {
+        if !has_int_kernel(self.ty) {
+            return self.data.clone();
+        }
+        let mut out = vec![0u8; self.data.len()];
+        for (src, dst) in self.data.chunks_exact(self.row_bytes).zip(out.chunks_exact_mut(self.row_bytes)) {
+            unpack_row(self.ty, src, dst);
+        }
+        out
+    }
+
     /// Validates sizes and wraps `data` as it is (already packed, or of a type without packing).
     fn check(ty: GgmlType, rows: usize, cols: usize, data: Vec<u8>) -> Result<QMatrix> {
         let bad = |msg: String| FormatError::BadLength { ty, msg: format!("QMatrix {rows}×{cols}: {msg}") };

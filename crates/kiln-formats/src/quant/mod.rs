@@ -16,12 +16,14 @@ mod ggml_type;
 mod kquants;
 mod legacy;
 mod matrix;
+mod quantize;
 pub mod vec_dot;
 #[cfg(target_arch = "x86_64")]
 mod vec_dot_avx2;
 
 pub use ggml_type::{GgmlType, QK, QK_K};
 pub use matrix::QMatrix;
+pub use quantize::{quantize, quantize_row_into};
 
 use crate::error::{FormatError, Result};
 use rayon::prelude::*;

@@ -11,11 +11,13 @@
 mod config;
 mod gguf;
 mod hf;
+mod quantized;
 
 pub use config::{GptConfig, MlpKind, NormKind, PositionKind};
 pub use gguf::{config_from_gguf, hf_tensors_from_gguf};
 pub(crate) use hf::check_size;
 pub use hf::{load_hf_tensors, HF_MODEL_TYPES};
+pub use quantized::{load_quantized, save_quantized};
 
 use kiln_core::module::{join, Module};
 use kiln_core::{DType, Device, Error, Result, Tensor};
