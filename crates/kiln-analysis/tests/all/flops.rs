@@ -106,3 +106,41 @@ fn errors() {
     let big = Arch::preset("llama-65b").unwrap();
     assert!(forward_flops(&big, u64::MAX, 1 << 24).unwrap_err().to_string().contains("overflows"));
 }
+
+/// The engine's op-level counter (`kiln_core::count_flops`) on real forward and training steps
+/// of kiln's models equals the formulas to the FLOP: GPT-2 (fused QKV, GELU MLP, tied head) and
+/// LLaMA (GQA, SwiGLU, untied head).
+#[test]
+fn engine_flop_counter_equals_the_formulas() {
+    use kiln_core::{count_flops, no_grad, Tensor};
+    use kiln_models::gpt::{Gpt, GptConfig};
+    let dev = kiln_cpu::cpu();
+    for cfg in [GptConfig::gpt2(50, 32, 64, 2, 4), GptConfig::llama(50, 32, 64, 3, 4, 2, 96)] {
+        let (b, t) = (2usize, 24usize);
+        let model = Gpt::new(cfg.clone(), 1, &dev).unwrap();
+        let ids: Vec<i64> = (0..b * t).map(|i| (i * 13 % 50) as i64).collect();
+        let x = Tensor::from_vec(ids.clone(), &[b, t], &dev).unwrap();
+        let y = Tensor::from_vec(ids.iter().map(|&i| (i + 1) % 50).collect(), &[b, t], &dev).unwrap();
+        let arch = Arch::from(&cfg);
+        let want = training_flops(&arch, b as u64, t as u64, Recompute::None).unwrap();
+
+        let (_, fwd) = count_flops(|| no_grad(|| model.forward(&x, None, false, 0).unwrap()));
+        assert_eq!(fwd, want.forward.total, "forward of {cfg:?}");
+
+        let (_, step) = count_flops(|| {
+            let logits = model.forward(&x, None, true, 0).unwrap();
+            let loss = logits
+                .reshape(&[b * t, 50])
+                .unwrap()
+                .cross_entropy(&y.reshape(&[b * t]).unwrap(), kiln_core::ops::CrossEntropyOpts::default())
+                .unwrap();
+            loss.backward().unwrap();
+        });
+        assert_eq!(step, want.model, "forward + backward of {cfg:?}");
+        assert_eq!(step, 3 * fwd);
+        // nested scopes: the outer one sees the inner one's products
+        let ((_, inner), outer) =
+            count_flops(|| count_flops(|| no_grad(|| model.forward(&x, None, false, 0).unwrap())));
+        assert_eq!((inner, outer), (fwd, fwd));
+    }
+}

@@ -83,7 +83,14 @@ fn setup(args: &TrainBench, dir: &Path) -> Result<(GptConfig, TrainConfig, Token
 
 /// Median seconds per optimizer step of kiln's own training loop (`Trainer::step`: forward,
 /// cross-entropy, backward, clipping, AdamW).
-fn kiln_step_secs(mcfg: &GptConfig, tcfg: &TrainConfig, tokens: TokenFile, args: &TrainBench) -> Result<(f64, Gpt)> {
+/// kiln's median seconds per step, the model, and the model FLOPs of one step as the engine's
+/// op-level counter saw them (`kiln_core::count_flops`, one extra untimed step).
+fn kiln_step_secs(
+    mcfg: &GptConfig,
+    tcfg: &TrainConfig,
+    tokens: TokenFile,
+    args: &TrainBench,
+) -> Result<(f64, Gpt, u128)> {
     let device: Device = kiln_cpu::cpu();
     let mut batcher = Batcher::new(tokens, tcfg.val_fraction, tcfg.batch_size, mcfg.n_positions, tcfg.seed)?;
     let model = Gpt::new(mcfg.clone(), tcfg.seed, &device)?;
@@ -98,7 +105,9 @@ fn kiln_step_secs(mcfg: &GptConfig, tcfg: &TrainConfig, tokens: TokenFile, args:
         secs.push(t.elapsed().as_secs_f64());
         anyhow::ensure!(m.loss.is_finite(), "training diverged (loss {})", m.loss);
     }
-    Ok((median(&mut secs), trainer.model))
+    let (r, counted) = kiln_core::count_flops(|| trainer.step(&mut batcher, &device));
+    r?;
+    Ok((median(&mut secs), trainer.model, counted))
 }
 
 /// Whether `python3 -c 'import torch'` works.
@@ -160,12 +169,22 @@ pub fn run(args: &TrainBench) -> Result<()> {
     );
     let ceiling = gemm::ceiling_gflops(args.threads, Budget::Seconds(1.0))?;
     println!("GEMM ceiling (gemm crate, (2048×768)·(768×3072) and 2048³, measured now): {ceiling:.0} GFLOP/s");
-    let (kiln_secs, model) = kiln_step_secs(&mcfg, &tcfg, tokens, args)?;
+    let (kiln_secs, model, counted) = kiln_step_secs(&mcfg, &tcfg, tokens, args)?;
     let fpt = flops_per_token(&model);
     println!(
         "model: {:.2} M parameters; 6·N + 6·L·T·C = {:.1} MFLOP per token",
         model.num_params() as f64 / 1e6,
         fpt / 1e6
+    );
+    let arch = kiln_analysis::Arch::from(&mcfg);
+    let (b, t) = (tcfg.batch_size as u64, mcfg.n_positions as u64);
+    let formula = kiln_analysis::flops::training_flops(&arch, b, t, kiln_analysis::Recompute::None)?.model;
+    println!(
+        "model FLOPs per step: counted by the engine {:.4e}, kiln analyze's formula {:.4e} ({}), 6·N + 6·L·T·C {:.4e}",
+        counted as f64,
+        formula as f64,
+        if counted == formula { "equal" } else { "DIFFERENT" },
+        fpt * tok_per_step
     );
     let report = |who: &str, secs: f64| {
         let tps = tok_per_step / secs;

@@ -93,6 +93,8 @@ fn kernel_fwd(
         (&**v.storage(), v.layout()),
         marg,
     )?;
+    // model FLOPs: QKᵀ and PV over the full (B,H,T,S) scores, 2·2·B·H·T·S·D
+    crate::flops::add(crate::flops::product(&[2, full.iter().product::<usize>(), q.dims()[3]]));
     Ok((Tensor::from_storage(out, q.dims(), q.device())?, Tensor::from_storage(lse, &full[..3], q.device())?))
 }
 
@@ -117,6 +119,9 @@ fn kernel_bwd(
         (&**lse.storage(), lse.layout()),
         (&**dout.storage(), dout.layout()),
     )?;
+    // model FLOPs: dP, dV, dQ, dK, 4·2·B·H·T·S·D (the recomputed scores are not counted)
+    let scores: usize = q.dims()[..3].iter().product::<usize>() * k.dims()[2];
+    crate::flops::add(crate::flops::product(&[4, scores, q.dims()[3]]));
     let dev = q.device();
     Ok((
         Tensor::from_storage(dq, q.dims(), dev)?,

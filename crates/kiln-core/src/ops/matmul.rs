@@ -37,6 +37,8 @@ impl Tensor {
         let la = self.layout().broadcast_as(&sa)?;
         let lb = rhs.layout().broadcast_as(&sb)?;
         let s = self.device().backend().matmul(&**self.storage(), &la, &**rhs.storage(), &lb)?;
+        let k = self.dims()[ra - 1];
+        crate::flops::add(crate::flops::product(&[out_shape.iter().product::<usize>(), k]));
         let (a, b) = (self.clone(), rhs.clone());
         Tensor::from_op(s, &out_shape, self.device(), "matmul", &[self, rhs], move |g| {
             let ga = if a.requires_grad() { Some(g.matmul(&b.t()?)?.sum_to(a.dims())?) } else { None };
@@ -74,6 +76,7 @@ impl Tensor {
             &**b.storage(),
             b.layout(),
         )?;
+        crate::flops::add(crate::flops::product(&[m, n, k]));
         let mut out_shape = self.dims().to_vec();
         out_shape[r - 1] = n;
         let (x, w) = (x2.clone(), weight.clone());

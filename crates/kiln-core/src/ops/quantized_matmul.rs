@@ -21,6 +21,7 @@ impl Tensor {
         }
         let x = self.to_dtype(DType::F32)?.contiguous()?;
         let s = self.device().backend().quantized_matmul((&**x.storage(), x.layout()), w.as_ref())?;
+        crate::flops::add(crate::flops::product(&[x.numel() / k.max(1), n, k]));
         let mut shape = self.dims().to_vec();
         shape[r - 1] = n;
         let w = Arc::clone(w);
