@@ -165,6 +165,8 @@ pub enum Decoding<'a> {
     Sample,
     /// Beam search: the best hypothesis is printed, all of them with scores on stderr.
     Beam(kiln_infer::BeamSearch),
+    /// Sampling constrained to outputs that match a regular expression.
+    Regex(String),
     /// Speculative decoding with a draft model proposing `k` tokens per target pass.
     Speculative {
         /// The draft model (same vocabulary).
@@ -226,6 +228,15 @@ pub fn run(
                 100.0 * st.acceptance_rate(),
                 out.len() as f64 / t0.elapsed().as_secs_f64()
             );
+        }
+        Decoding::Regex(pattern) => {
+            let c = kiln_infer::RegexConstraint::new(pattern, m.tok.token_bytes())?;
+            let eos = m.stop.first().copied();
+            let (_, complete) =
+                kiln_infer::generate_constrained(&m.model, &ids, max_new, &sampler, &c, eos, device, print)?;
+            if !complete {
+                eprintln!("\n[the output is an incomplete match of {pattern:?}: --max-new-tokens ran out]");
+            }
         }
         Decoding::Beam(cfg) => {
             let cfg = kiln_infer::BeamSearch { max_new, ..*cfg };

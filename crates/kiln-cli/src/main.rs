@@ -305,6 +305,9 @@ struct DecodingArgs {
     /// Tokens the draft proposes per pass of the main model.
     #[arg(long, default_value_t = 4)]
     draft_tokens: usize,
+    /// Constrain the output to match this regular expression in full (sampling as set above).
+    #[arg(long, conflicts_with_all = ["draft", "beams"])]
+    regex: Option<String>,
 }
 
 impl SamplingArgs {
@@ -417,6 +420,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 decoding.draft.as_deref().map(|p| generate::load_model(p, &dev).map(|m| m.model)).transpose()?;
             let mode = match &draft {
                 Some(d) => generate::Decoding::Speculative { draft: d, k: decoding.draft_tokens },
+                None if decoding.regex.is_some() => {
+                    generate::Decoding::Regex(decoding.regex.clone().unwrap_or_default())
+                }
                 None if decoding.beams > 1 => generate::Decoding::Beam(kiln_infer::BeamSearch {
                     beams: decoding.beams,
                     length_penalty: decoding.length_penalty,

@@ -21,4 +21,4 @@ pub use error::{DataError, Result};
 pub use gguf_vocab::GGUF_PRE_TOKENIZERS;
 pub use hf_tokenizer::{HfTokenizer, PaddedBatch};
 pub use token_file::TokenFile;
-pub use tokenizer::{CharTokenizer, Tokenizer};
+pub use tokenizer::{CharTokenizer, Tokenizer, END_OF_TEXT};

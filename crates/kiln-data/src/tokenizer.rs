@@ -121,6 +121,33 @@ impl Tokenizer {
         }
     }
 
+    /// The bytes each token id stands for (`None` for special/added tokens, and for tokens whose
+    /// text cannot be recovered): a character's UTF-8 for the char tokenizer; for byte-level BPE
+    /// the token string mapped back through GPT-2's byte↔unicode table; other vocabularies (e.g.
+    /// SentencePiece-style) fall back to decoding the token alone. Constrained decoding walks an
+    /// automaton over these bytes.
+    pub fn token_bytes(&self) -> Vec<Option<Vec<u8>>> {
+        match self {
+            Tokenizer::Char(c) => c.chars.iter().map(|ch| Some(ch.to_string().into_bytes())).collect(),
+            Tokenizer::Bpe(t) => {
+                let to_byte = byte_level_decoder();
+                let added = t.get_added_tokens_decoder();
+                (0..self.vocab_size() as u32)
+                    .map(|id| {
+                        if added.contains_key(&id) {
+                            return None;
+                        }
+                        let s = t.id_to_token(id)?;
+                        let mapped: Option<Vec<u8>> = s.chars().map(|c| to_byte.get(&c).copied()).collect();
+                        mapped.or_else(|| {
+                            t.decode(&[id], false).ok().filter(|d| !d.contains('\u{FFFD}')).map(String::into_bytes)
+                        })
+                    })
+                    .collect()
+            }
+        }
+    }
+
     /// `"char"` or `"bpe"`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -161,6 +188,24 @@ impl Tokenizer {
 }
 
 use std::str::FromStr;
+
+/// GPT-2's byte-level alphabet inverted: the printable stand-in character of each byte → the
+/// byte (bytes `!`…`~`, `¡`…`¬`, `®`…`ÿ` stand for themselves, the other 68 for U+0100 onwards).
+fn byte_level_decoder() -> HashMap<char, u8> {
+    let keep = |b: u32| (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
+    let mut next = 0x100u32;
+    (0..=255u32)
+        .map(|b| {
+            let c = if keep(b) {
+                b
+            } else {
+                next += 1;
+                next - 1
+            };
+            (char::from_u32(c).unwrap_or('\u{FFFD}'), b as u8)
+        })
+        .collect()
+}
 
 #[cfg(test)]
 mod vocab_size_tests {

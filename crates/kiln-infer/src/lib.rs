@@ -5,10 +5,12 @@
 //! one token at a time, each step attending over the cache (O(T) per token).
 
 mod beam;
+mod constrained;
 mod perplexity;
 mod speculative;
 
 pub use beam::{beam_search, BeamSearch, Hypothesis};
+pub use constrained::{generate_constrained, RegexConstraint};
 pub use perplexity::{perplexity, Perplexity};
 pub use speculative::{accept_or_resample, generate_speculative, SpecStats};
 
@@ -66,17 +68,22 @@ fn uniform(seed: u64, i: u64) -> f64 {
     ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// The token at which the cumulative probability first reaches `u` ∈ [0, 1) (the last one if
-/// rounding leaves `u` above the total).
+/// The token at which the cumulative probability first exceeds `u` ∈ [0, 1), so a token of
+/// probability 0 is never drawn (not even at `u = 0`); the last possible one if rounding leaves
+/// `u` above the total.
 fn draw_from(idx: &[usize], probs: &[f64], u: f64) -> u32 {
     let mut u = u;
+    let mut last = idx.first().copied().unwrap_or(0);
     for (&i, &p) in idx.iter().zip(probs) {
-        u -= p;
-        if u <= 0.0 {
-            return i as u32;
+        if p > 0.0 {
+            last = i;
+            u -= p;
+            if u < 0.0 {
+                return i as u32;
+            }
         }
     }
-    idx.last().map_or(0, |&i| i as u32)
+    last as u32
 }
 
 impl Sampler {

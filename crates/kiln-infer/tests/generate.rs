@@ -94,3 +94,18 @@ fn penalties_and_min_p() {
         assert!(bad.sample_in_context(&logits, &[0], 0, 0).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn zero_probability_tokens_are_never_drawn() {
+    // seed 0, draw 0 gives u = 0 exactly: the draw must still skip the impossible tokens
+    let mut logits = vec![f32::NEG_INFINITY; 10];
+    logits[3] = 0.5;
+    logits[7] = -0.2;
+    for seed in 0..50 {
+        let s = Sampler { temperature: 1.5, seed, ..Default::default() };
+        for draw in 0..20 {
+            let t = s.sample(&logits, draw).unwrap();
+            assert!(t == 3 || t == 7, "seed {seed} draw {draw}: {t}");
+        }
+    }
+}
