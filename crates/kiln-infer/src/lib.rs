@@ -2,7 +2,10 @@
 //!
 //! Decoding (seed 003 "greedy/temperature/top-k/top-p"): a [`Sampler`] turning logits into a
 //! token, and [`generate`], which prefills a prompt into the model's KV caches and then decodes
-//! one token at a time, each step attending over the cache (O(T) per token).
+//! one token at a time, each step attending over the cache (O(T) per token). Beside it:
+//! [`beam_search`] (GNMT length penalty), [`generate_speculative`] (a draft model and the
+//! min(1, p/q) acceptance rule), [`generate_constrained`] (a regex as a token mask), and
+//! [`perplexity`] (llama-perplexity's chunking).
 
 mod beam;
 mod constrained;
