@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use kiln_core::{Device, Module};
-use kiln_data::{ChatMessage, ChatTemplate, Tokenizer};
+use kiln_data::{ChatMessage, ChatTemplate, IncrementalDecoder, Tokenizer};
 use kiln_formats::GgufFile;
 use kiln_infer::{generate_until, Sampler};
 use kiln_models::gpt::{Gpt, GptConfig};
@@ -194,19 +194,17 @@ pub fn run(
     }
     let decode =
         |ids: &[u32]| m.tok.decode(ids).map_err(|e| kiln_core::Error::Invalid { op: "decode", msg: e.to_string() });
-    // decode the running reply and print what is new, so multi-token characters come out whole
-    let mut reply: Vec<u32> = Vec::new();
-    let mut shown = 0;
+    // print each token's text as soon as it completes a character
+    let mut reply = IncrementalDecoder::new();
     let mut print = |t: u32| -> kiln_core::Result<()> {
         if m.stop.contains(&t) {
             return Ok(());
         }
-        reply.push(t);
-        let text = decode(&reply)?;
-        if text.len() > shown && text.is_char_boundary(shown) && !text.ends_with('\u{FFFD}') {
-            let _ = write!(stdout, "{}", &text[shown..]);
+        let piece =
+            reply.push(&m.tok, t).map_err(|e| kiln_core::Error::Invalid { op: "decode", msg: e.to_string() })?;
+        if !piece.is_empty() {
+            let _ = write!(stdout, "{piece}");
             let _ = stdout.flush();
-            shown = text.len();
         }
         Ok(())
     };
@@ -255,7 +253,7 @@ pub fn run(
             }
         }
     }
-    writeln!(stdout)?;
+    writeln!(std::io::stdout(), "{}", reply.flush(&m.tok)?)?;
     Ok(())
 }
 

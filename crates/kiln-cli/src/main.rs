@@ -418,18 +418,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             let draft =
                 decoding.draft.as_deref().map(|p| generate::load_model(p, &dev).map(|m| m.model)).transpose()?;
-            let mode = match &draft {
-                Some(d) => generate::Decoding::Speculative { draft: d, k: decoding.draft_tokens },
-                None if decoding.regex.is_some() => {
-                    generate::Decoding::Regex(decoding.regex.clone().unwrap_or_default())
-                }
-                None if decoding.beams > 1 => generate::Decoding::Beam(kiln_infer::BeamSearch {
+            let mode = match (&draft, &decoding.regex) {
+                (Some(d), _) => generate::Decoding::Speculative { draft: d, k: decoding.draft_tokens },
+                (None, Some(pattern)) => generate::Decoding::Regex(pattern.clone()),
+                (None, None) if decoding.beams > 1 => generate::Decoding::Beam(kiln_infer::BeamSearch {
                     beams: decoding.beams,
                     length_penalty: decoding.length_penalty,
                     early_stopping: decoding.early_stopping,
                     max_new: max_new_tokens,
                 }),
-                None => generate::Decoding::Sample,
+                (None, None) => generate::Decoding::Sample,
             };
             generate::run(&loaded, &text, max_new_tokens, sampler, &mode, !chat, &dev)?;
         }

@@ -49,13 +49,6 @@ impl BeamSearch {
     }
 }
 
-/// `log_softmax` of one row, in f64.
-fn log_softmax(row: &[f32]) -> Vec<f64> {
-    let m = row.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b as f64));
-    let lse = m + row.iter().map(|&x| (x as f64 - m).exp()).sum::<f64>().ln();
-    row.iter().map(|&x| x as f64 - lse).collect()
-}
-
 /// Runs beam search after `prompt`; returns up to `beams` hypotheses, best score first.
 pub fn beam_search(
     model: &Gpt,
@@ -83,7 +76,8 @@ pub fn beam_search(
     };
     no_grad(|| {
         let mut caches: Vec<KvCache> = model.new_caches(1, need.max(1), device)?;
-        let mut logits = model.forward_last(&ids(prompt, 1)?, Some(&mut caches))?.to_vec::<f32>()?;
+        // log-probabilities (rows, V) of each beam's next token
+        let mut logp = model.forward_last(&ids(prompt, 1)?, Some(&mut caches))?.log_softmax()?.to_vec_f64()?;
         let v = model.cfg.vocab_size;
         // running beams: (generated tokens, log-probability)
         let mut beams: Vec<(Vec<u32>, f64)> = vec![(Vec::new(), 0.0)];
@@ -97,8 +91,7 @@ pub fn beam_search(
         for step in 0..cfg.max_new {
             // the 2n best extensions of every beam, then the 2n best overall
             let mut cands: Vec<(f64, usize, u32)> = Vec::with_capacity(beams.len() * 2 * n);
-            for (b, row) in logits.chunks(v).enumerate() {
-                let lp = log_softmax(row);
+            for (b, lp) in logp.chunks(v).enumerate() {
                 let mut order: Vec<usize> = (0..v).collect();
                 let top = (2 * n).min(v);
                 order.select_nth_unstable_by(top - 1, |&x, &y| lp[y].total_cmp(&lp[x]));
@@ -140,7 +133,7 @@ pub fn beam_search(
             // follow the survivors: gather their cache rows, feed their last tokens
             caches.iter_mut().try_for_each(|c| c.select_rows(&rows))?;
             let last: Vec<u32> = next.iter().map(|b| b.0[b.0.len() - 1]).collect();
-            logits = model.forward_last(&ids(&last, last.len())?, Some(&mut caches))?.to_vec::<f32>()?;
+            logp = model.forward_last(&ids(&last, last.len())?, Some(&mut caches))?.log_softmax()?.to_vec_f64()?;
             beams = next;
         }
         // beams cut at max_new compete with the finished ones

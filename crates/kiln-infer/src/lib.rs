@@ -71,13 +71,13 @@ fn uniform(seed: u64, i: u64) -> f64 {
     ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// The token at which the cumulative probability first exceeds `u` ∈ [0, 1), so a token of
-/// probability 0 is never drawn (not even at `u = 0`); the last possible one if rounding leaves
-/// `u` above the total.
-fn draw_from(idx: &[usize], probs: &[f64], u: f64) -> u32 {
+/// The id at which the cumulative weight first exceeds `u` (in `[0, total)`), so an id of
+/// weight 0 is never drawn (not even at `u = 0`); the last possible one if rounding leaves `u`
+/// above the total. Weights need not sum to 1.
+pub(crate) fn draw(weights: impl Iterator<Item = (usize, f64)>, u: f64) -> u32 {
     let mut u = u;
-    let mut last = idx.first().copied().unwrap_or(0);
-    for (&i, &p) in idx.iter().zip(probs) {
+    let mut last = 0;
+    for (i, p) in weights {
         if p > 0.0 {
             last = i;
             u -= p;
@@ -116,7 +116,7 @@ impl Sampler {
     /// need the context: [`Sampler::sample_in_context`]).
     pub fn sample(&self, logits: &[f32], draw: u64) -> Result<u32> {
         let (idx, probs) = self.candidates(logits)?;
-        Ok(draw_from(&idx, &probs, uniform(self.seed, draw)))
+        Ok(crate::draw(idx.into_iter().zip(probs), uniform(self.seed, draw)))
     }
 
     /// The distribution [`Sampler::sample`] draws from, dense over the vocabulary: softmax at

@@ -11,7 +11,7 @@
 //! Greedy decoding (temperature 0) is the special case of one-hot p and q: a drafted token is
 //! kept iff it is the target's argmax, so the output equals the target's greedy output.
 
-use crate::{uniform, Sampler};
+use crate::{draw, uniform, Sampler};
 use kiln_core::{no_grad, Device, Error, Result, Tensor};
 use kiln_models::gpt::Gpt;
 use kiln_nn::attention::KvCache;
@@ -53,24 +53,13 @@ pub fn accept_or_resample(p: &[f64], q: &[f64], x: u32, u_accept: f64, u_resampl
         // p == q (up to rounding): a rejection cannot happen in exact arithmetic; draw from p
         return (draw_dense(p, u_resample), false);
     }
-    (draw_dense(&residual, u_resample * total), false)
+    (draw_dense(&residual, u_resample), false)
 }
 
-/// The index where the cumulative sum of `w` first reaches `u` (the last positive one if
-/// rounding leaves `u` above the total).
+/// A draw from the (unnormalised) weights `w` by `u` ∈ [0, 1).
 fn draw_dense(w: &[f64], u: f64) -> u32 {
-    let mut u = u;
-    let mut last = 0;
-    for (i, &p) in w.iter().enumerate() {
-        if p > 0.0 {
-            last = i;
-            u -= p;
-            if u <= 0.0 {
-                return i as u32;
-            }
-        }
-    }
-    last as u32
+    let total: f64 = w.iter().sum();
+    draw(w.iter().copied().enumerate(), u * total)
 }
 
 /// Logits rows (T, V) of the positions of `tokens` (fed after the cache's contents).
@@ -136,10 +125,10 @@ pub fn generate_speculative(
             step(draft, head, &mut dc, device)?;
         }
         let mut last = last0;
-        let (mut out, mut stats, mut draw) = (Vec::with_capacity(max_new), SpecStats::default(), 0u64);
+        let (mut out, mut stats, mut draws) = (Vec::with_capacity(max_new), SpecStats::default(), 0u64);
         let mut next_u = || {
-            draw += 1;
-            uniform(sampler.seed, draw)
+            draws += 1;
+            uniform(sampler.seed, draws)
         };
         'rounds: while out.len() < max_new {
             let base = tc[0].len();

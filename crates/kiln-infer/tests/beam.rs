@@ -68,7 +68,8 @@ fn enough_beams_find_the_most_probable_sequence() {
     assert_eq!(few.len(), 3);
     assert!(few.windows(2).all(|w| w[0].score >= w[1].score));
     assert!(few.iter().all(|h| (h.logprob - logprob(&m, &prompt, &h.tokens)).abs() < 1e-4));
-    assert!(few[0].logprob <= all[0].0 + 1e-9);
+    // (log-probabilities from the engine's f32 log_softmax: equal to the f64 recomputation within 1e-4)
+    assert!(few[0].logprob <= all[0].0 + 1e-4);
 }
 
 #[test]

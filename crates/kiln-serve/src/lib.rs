@@ -33,7 +33,6 @@
 //! [`ServeOptions::request_timeout`] bounds queue wait plus generation (408, or an error event
 //! once a stream has begun). A client that disconnects cancels its generation at the next token.
 
-mod decode;
 mod error;
 mod generate;
 mod info;

@@ -2,12 +2,11 @@
 //! time, sending each job's text back as [`Event`]s. A job whose receiver is gone (the client
 //! disconnected or gave up) is cancelled at the next token.
 
-use crate::decode::IncrementalDecoder;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::stop::StopMatcher;
 use kiln_core::Device;
-use kiln_data::Tokenizer;
+use kiln_data::{IncrementalDecoder, Tokenizer};
 use kiln_infer::{generate_until, Sampler};
 use kiln_models::gpt::Gpt;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,7 +1,7 @@
 //! [`IncrementalDecoder`]: the text of a growing token sequence, released piece by piece so
 //! that multi-token characters (byte-level BPE) come out whole.
 
-use kiln_data::{DataError, Tokenizer};
+use crate::{DataError, Tokenizer};
 
 /// Text of each new token, decoded in the context of the token before it (so decoders that
 /// treat a sequence's first token specially, e.g. leading-space rules, behave as on the whole
@@ -49,7 +49,7 @@ impl IncrementalDecoder {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use kiln_data::CharTokenizer;
+    use crate::CharTokenizer;
 
     #[test]
     fn char_tokens_come_out_one_by_one() {
