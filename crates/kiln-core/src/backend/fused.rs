@@ -2,8 +2,8 @@
 //! and scaled-dot-product attention. Each `X` has its `X_bwd` right below it; the maths and the
 //! saved state are documented on the matching op in `crate::ops`.
 
-use super::{not_impl, Arg, BoxStorage};
-use crate::Result;
+use super::{not_impl, Arg, BoxStorage, Storage};
+use crate::{Layout, Result};
 
 /// Options of the fused attention kernel.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -16,6 +16,15 @@ pub struct AttentionArgs {
     pub dropout_p: f64,
     /// Seed of the counter-based dropout RNG (the backward regenerates the same mask).
     pub seed: u64,
+}
+
+/// Geometry of [`FusedOps::paged_attention`] (see `Tensor::paged_attention`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PagedAttentionArgs {
+    /// Key/value slots per cache block.
+    pub block_size: usize,
+    /// Multiplies `q·k` (usually `1/√D`).
+    pub scale: f64,
 }
 
 /// Fused kernels. Inputs are contiguous (the tensor layer ensures it), reductions run over the last
@@ -130,5 +139,29 @@ pub trait FusedOps {
     ) -> Result<(BoxStorage, BoxStorage, BoxStorage)> {
         let _ = (args, q, k, v, mask, out, lse, dout);
         not_impl("attention_bwd", "?")
+    }
+    /// Paged attention (Kwon et al. 2023, vLLM): query token `n` of `q` (N,H,D) f32 belongs to
+    /// sequence `token_seq[n]` and sees that sequence's first `token_len[n]` keys, key `j` living
+    /// in cache slot `block_tables[seq, j / block_size]·block_size + j % block_size` of `k`/`v`
+    /// (slots, Hkv, D) (f32, f16 or bf16). Returns the output (N,H,D) f32. Inference only.
+    #[allow(clippy::too_many_arguments)]
+    fn paged_attention(
+        &self,
+        args: &PagedAttentionArgs,
+        q: Arg,
+        k: Arg,
+        v: Arg,
+        block_tables: Arg,
+        token_seq: Arg,
+        token_len: Arg,
+    ) -> Result<BoxStorage> {
+        let _ = (args, q, k, v, block_tables, token_seq, token_len);
+        not_impl("paged_attention", "?")
+    }
+    /// Writes rows `src` (N, W) f32 into rows `slots` (N) of `cache` (slots, W) in place,
+    /// converting to the cache's dtype (f32, f16 or bf16): a paged KV cache's append.
+    fn paged_write(&self, cache: &mut dyn Storage, cache_layout: &Layout, slots: Arg, src: Arg) -> Result<()> {
+        let _ = (cache, cache_layout, slots, src);
+        not_impl("paged_write", "?")
     }
 }

@@ -12,6 +12,7 @@ mod embedding;
 mod layer_norm;
 mod matmul;
 mod optim;
+mod paged_attention;
 mod quantized_matmul;
 mod reduce;
 mod rms_norm;
@@ -21,6 +22,7 @@ mod view;
 
 pub use attention::AttentionOpts;
 pub use cross_entropy::{CrossEntropyOpts, Reduction};
+pub use paged_attention::PagedBatch;
 
 /// Every differentiable op, by tape name.
 #[rustfmt::skip]

@@ -1,10 +1,10 @@
 //! The backend's [`FusedOps`] table: each entry forwards to the kernel file of the same name,
 //! where forward and backward sit side by side.
 
-use super::{attention, cross_entropy, layer_norm, rms_norm, rope, softmax};
+use super::{attention, cross_entropy, layer_norm, paged_attention, rms_norm, rope, softmax};
 use crate::CpuBackend;
-use kiln_core::backend::{Arg, AttentionArgs, BoxStorage, FusedOps};
-use kiln_core::Result;
+use kiln_core::backend::{Arg, AttentionArgs, BoxStorage, FusedOps, PagedAttentionArgs, Storage};
+use kiln_core::{Layout, Result};
 
 impl FusedOps for CpuBackend {
     fn softmax(&self, x: Arg, log: bool) -> Result<BoxStorage> {
@@ -83,5 +83,20 @@ impl FusedOps for CpuBackend {
         dout: Arg,
     ) -> Result<(BoxStorage, BoxStorage, BoxStorage)> {
         attention::backward(args, q, k, v, mask, out, lse, dout)
+    }
+    fn paged_attention(
+        &self,
+        args: &PagedAttentionArgs,
+        q: Arg,
+        k: Arg,
+        v: Arg,
+        block_tables: Arg,
+        token_seq: Arg,
+        token_len: Arg,
+    ) -> Result<BoxStorage> {
+        paged_attention::paged_attention(args, q, k, v, block_tables, token_seq, token_len)
+    }
+    fn paged_write(&self, cache: &mut dyn Storage, cache_layout: &Layout, slots: Arg, src: Arg) -> Result<()> {
+        paged_attention::paged_write(cache, cache_layout, slots, src)
     }
 }

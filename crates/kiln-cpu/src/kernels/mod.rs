@@ -11,6 +11,7 @@ mod index;
 mod layer_norm;
 mod matmul;
 mod memory;
+mod paged_attention;
 pub(crate) mod random;
 mod reduce;
 mod rms_norm;

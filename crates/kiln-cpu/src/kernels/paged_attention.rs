@@ -1,0 +1,241 @@
+//! Paged attention and the paged cache write (Kwon et al. 2023, vLLM; seed 003 "paged KV
+//! cache"). The maths is on `Tensor::paged_attention` in kiln-core; here is the CPU kernel.
+//!
+//! Decoding is memory-bound: every key and value row is read once per (query token, kv head),
+//! converted to f32 on the fly (the cache may be f16/bf16), and used by all `G = H/Hkv` query
+//! heads of its group. Work items are (query token, kv head) pairs, in parallel; each scores its
+//! `L` keys for its `G` heads into per-thread scratch, normalises, and accumulates the values.
+
+use super::float::exp_f32;
+use super::PAR_MIN;
+use crate::storage::{contiguous_slice, cpu, cpu_mut, CpuStorage};
+use half::{bf16, f16};
+use kiln_core::backend::{Arg, BoxStorage, PagedAttentionArgs, Storage};
+use kiln_core::{Error, Layout, Result};
+use rayon::prelude::*;
+
+/// A key/value cache element: f32, f16 or bf16, widened to f32 for arithmetic.
+trait KvElem: Copy + Send + Sync {
+    fn to_f32(self) -> f32;
+    fn from_f32(x: f32) -> Self;
+}
+
+impl KvElem for f32 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        self
+    }
+    #[inline(always)]
+    fn from_f32(x: f32) -> f32 {
+        x
+    }
+}
+
+impl KvElem for f16 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        f16::to_f32(self)
+    }
+    #[inline(always)]
+    fn from_f32(x: f32) -> f16 {
+        f16::from_f32(x)
+    }
+}
+
+impl KvElem for bf16 {
+    #[inline(always)]
+    fn to_f32(self) -> f32 {
+        bf16::to_f32(self)
+    }
+    #[inline(always)]
+    fn from_f32(x: f32) -> bf16 {
+        bf16::from_f32(x)
+    }
+}
+
+fn ids<'a>(op: &'static str, a: Arg<'a>) -> Result<&'a [i64]> {
+    match cpu(op, a.0)? {
+        CpuStorage::I64(d) => contiguous_slice(op, d, a.1),
+        o => Err(Error::UnsupportedDType { op, dtype: o.dtype(), msg: "paged metadata must be i64" }),
+    }
+}
+
+fn f32s<'a>(op: &'static str, a: Arg<'a>) -> Result<&'a [f32]> {
+    match cpu(op, a.0)? {
+        CpuStorage::F32(d) => contiguous_slice(op, d, a.1),
+        o => Err(Error::UnsupportedDType { op, dtype: o.dtype(), msg: "expected f32" }),
+    }
+}
+
+/// `Σ a[i]·b[i]` with 8 independent lanes (vectorises; f16/bf16 widen per element).
+#[inline(always)]
+fn dot<T: KvElem>(a: &[f32], b: &[T]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i].to_f32();
+        }
+    }
+    let mut s = acc.iter().sum::<f32>();
+    for (x, y) in ar.iter().zip(br) {
+        s += x * y.to_f32();
+    }
+    s
+}
+
+/// The physical slot of key `j` of the sequence whose block table is `table`.
+#[inline(always)]
+fn slot(table: &[i64], bs: usize, j: usize) -> usize {
+    table[j / bs] as usize * bs + j % bs
+}
+
+/// Checks every table entry and visible length against the cache before any work.
+fn check_meta(tables: &[i64], mb: usize, seqs: &[i64], lens: &[i64], slots: usize, bs: usize) -> Result<()> {
+    let n_seqs = tables.len().checked_div(mb).unwrap_or(0);
+    let blocks = slots / bs;
+    if let Some(&b) = tables.iter().find(|&&b| b < 0 || b as usize >= blocks) {
+        return Err(Error::IndexOutOfRange { op: "paged_attention", index: b, size: blocks });
+    }
+    for (&s, &len) in seqs.iter().zip(lens) {
+        if s < 0 || s as usize >= n_seqs {
+            return Err(Error::IndexOutOfRange { op: "paged_attention", index: s, size: n_seqs });
+        }
+        if len < 1 || len as usize > mb * bs {
+            return Err(Error::Invalid {
+                op: "paged_attention",
+                msg: format!("a query token sees {len} keys; its table holds 1..={}", mb * bs),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attend<T: KvElem>(
+    a: &PagedAttentionArgs,
+    q: &[f32],
+    (h, hkv, d): (usize, usize, usize),
+    k: &[T],
+    v: &[T],
+    (tables, mb): (&[i64], usize),
+    seqs: &[i64],
+    lens: &[i64],
+) -> Vec<f32> {
+    let (g, bs, scale) = (h / hkv, a.block_size, a.scale as f32);
+    let mut out = vec![0f32; seqs.len() * h * d];
+    // One work item: query token n, kv head kh → the G output rows of that head group.
+    let item = |scores: &mut Vec<f32>, idx: usize, o: &mut [f32]| {
+        let (n, kh) = (idx / hkv, idx % hkv);
+        let (table, len) = (&tables[seqs[n] as usize * mb..(seqs[n] as usize + 1) * mb], lens[n] as usize);
+        let qg = &q[(n * h + kh * g) * d..(n * h + (kh + 1) * g) * d]; // (G, D)
+        scores.clear();
+        scores.resize(g * len, 0.0); // (G, L)
+        for j in 0..len {
+            let row = (slot(table, bs, j) * hkv + kh) * d;
+            let kr = &k[row..row + d];
+            for (gi, qr) in qg.chunks_exact(d).enumerate() {
+                scores[gi * len + j] = dot(qr, kr) * scale;
+            }
+        }
+        for sr in scores.chunks_exact_mut(len) {
+            let m = sr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0f32;
+            for s in sr.iter_mut() {
+                *s = exp_f32(*s - m);
+                sum += *s;
+            }
+            let inv = 1.0 / sum;
+            sr.iter_mut().for_each(|s| *s *= inv);
+        }
+        o.fill(0.0);
+        for j in 0..len {
+            let row = (slot(table, bs, j) * hkv + kh) * d;
+            let vr = &v[row..row + d];
+            for (gi, or) in o.chunks_exact_mut(d).enumerate() {
+                let p = scores[gi * len + j];
+                for (x, y) in or.iter_mut().zip(vr) {
+                    *x += p * y.to_f32();
+                }
+            }
+        }
+    };
+    let work: usize = lens.iter().map(|&l| l as usize).sum::<usize>() * h * d;
+    if work >= PAR_MIN {
+        out.par_chunks_mut(g * d).enumerate().for_each_init(Vec::new, |s, (i, o)| item(s, i, o));
+    } else {
+        let mut s = Vec::new();
+        out.chunks_mut(g * d).enumerate().for_each(|(i, o)| item(&mut s, i, o));
+    }
+    out
+}
+
+/// See `FusedOps::paged_attention`.
+pub(crate) fn paged_attention(
+    a: &PagedAttentionArgs,
+    q: Arg,
+    k: Arg,
+    v: Arg,
+    block_tables: Arg,
+    token_seq: Arg,
+    token_len: Arg,
+) -> Result<BoxStorage> {
+    const OP: &str = "paged_attention";
+    let (qs, kd) = (q.1.shape(), k.1.shape());
+    let (h, hkv, d) = (qs[1], kd[1], qs[2]);
+    let qv = f32s(OP, q)?;
+    let mb = block_tables.1.shape().get(1).copied().unwrap_or(0);
+    let (tables, seqs, lens) = (ids(OP, block_tables)?, ids(OP, token_seq)?, ids(OP, token_len)?);
+    check_meta(tables, mb, seqs, lens, kd[0], a.block_size)?;
+    let out = match (cpu(OP, k.0)?, cpu(OP, v.0)?) {
+        (CpuStorage::F32(kc), CpuStorage::F32(vc)) => {
+            let (kc, vc) = (contiguous_slice(OP, kc, k.1)?, contiguous_slice(OP, vc, v.1)?);
+            attend(a, qv, (h, hkv, d), kc, vc, (tables, mb), seqs, lens)
+        }
+        (CpuStorage::F16(kc), CpuStorage::F16(vc)) => {
+            let (kc, vc) = (contiguous_slice(OP, kc, k.1)?, contiguous_slice(OP, vc, v.1)?);
+            attend(a, qv, (h, hkv, d), kc, vc, (tables, mb), seqs, lens)
+        }
+        (CpuStorage::BF16(kc), CpuStorage::BF16(vc)) => {
+            let (kc, vc) = (contiguous_slice(OP, kc, k.1)?, contiguous_slice(OP, vc, v.1)?);
+            attend(a, qv, (h, hkv, d), kc, vc, (tables, mb), seqs, lens)
+        }
+        (o, _) => {
+            return Err(Error::UnsupportedDType { op: OP, dtype: o.dtype(), msg: "KV cache must be f32, f16 or bf16" })
+        }
+    };
+    Ok(Box::new(CpuStorage::F32(out)))
+}
+
+fn write_rows<T: KvElem>(cache: &mut [T], w: usize, slots: &[i64], src: &[f32]) {
+    for (&s, row) in slots.iter().zip(src.chunks_exact(w)) {
+        let dst = &mut cache[s as usize * w..(s as usize + 1) * w];
+        for (x, &y) in dst.iter_mut().zip(row) {
+            *x = T::from_f32(y);
+        }
+    }
+}
+
+/// See `FusedOps::paged_write`.
+pub(crate) fn paged_write(cache: &mut dyn Storage, cl: &Layout, slots: Arg, src: Arg) -> Result<()> {
+    const OP: &str = "paged_write";
+    let rows = cl.shape().first().copied().unwrap_or(0);
+    let w: usize = cl.shape().iter().skip(1).product();
+    let (slots, src) = (ids(OP, slots)?, f32s(OP, src)?);
+    if let Some(&s) = slots.iter().find(|&&s| s < 0 || s as usize >= rows) {
+        return Err(Error::IndexOutOfRange { op: OP, index: s, size: rows });
+    }
+    let Some((lo, hi)) = cl.contiguous_range() else {
+        return Err(Error::Invalid { op: OP, msg: "the cache must be contiguous".into() });
+    };
+    match cpu_mut(OP, cache)? {
+        CpuStorage::F32(c) => write_rows(&mut c[lo..hi], w, slots, src),
+        CpuStorage::F16(c) => write_rows(&mut c[lo..hi], w, slots, src),
+        CpuStorage::BF16(c) => write_rows(&mut c[lo..hi], w, slots, src),
+        o => {
+            return Err(Error::UnsupportedDType { op: OP, dtype: o.dtype(), msg: "KV cache must be f32, f16 or bf16" })
+        }
+    }
+    Ok(())
+}
