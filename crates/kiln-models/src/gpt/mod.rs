@@ -11,6 +11,7 @@
 mod config;
 mod gguf;
 mod hf;
+mod paged;
 mod quantized;
 
 pub use config::{GptConfig, MlpKind, NormKind, PositionKind};

@@ -11,7 +11,7 @@ use super::KvCache;
 use crate::position::RotaryEmbedding;
 use crate::Linear;
 use kiln_core::module::{join, Module};
-use kiln_core::ops::AttentionOpts;
+use kiln_core::ops::{AttentionOpts, PagedBatch};
 use kiln_core::{Device, Error, Result, Tensor};
 
 /// Shape of an attention layer.
@@ -126,6 +126,42 @@ impl MultiHeadAttention {
         };
         let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None, &opts)?; // (B,H,T,D)
         self.c_proj.forward(&y.transpose(1, 2)?.reshape(&[b, t, h * d])?)
+    }
+}
+
+impl MultiHeadAttention {
+    /// Attends for a ragged batch `x` (N, C) of tokens from many sequences over the paged
+    /// cache `kv` (this layer's keys and values, (slots, Hkv, D)): projects, rotates each token
+    /// at its own position, writes the new keys and values to their slots, then runs
+    /// [`Tensor::paged_attention`]. Inference only.
+    pub fn forward_paged(
+        &self,
+        x: &Tensor,
+        rope: Option<&RotaryEmbedding>,
+        kv: (&Tensor, &Tensor),
+        batch: &PagedBatch,
+    ) -> Result<Tensor> {
+        let (h, hkv, d) = (self.cfg.n_heads, self.cfg.n_kv_heads, self.cfg.head_dim());
+        if x.rank() != 2 || x.dims()[1] != self.cfg.dim {
+            return Err(Error::ShapeMismatch {
+                op: "MultiHeadAttention::forward_paged",
+                lhs: x.dims().to_vec(),
+                rhs: vec![self.cfg.dim],
+            });
+        }
+        let n = x.dims()[0];
+        let qkv = self.c_attn.forward(x)?; // (N,(H+2Hkv)·D)
+        let parts = qkv.split(&[h * d, hkv * d, hkv * d], -1)?;
+        let (mut q, mut k, v) =
+            (parts[0].reshape(&[n, h, d])?, parts[1].reshape(&[n, hkv, d])?, parts[2].reshape(&[n, hkv, d])?);
+        if let Some(r) = rope {
+            q = r.forward_at(&q, &batch.positions)?;
+            k = r.forward_at(&k, &batch.positions)?;
+        }
+        kv.0.paged_write_(&batch.slots, &k)?;
+        kv.1.paged_write_(&batch.slots, &v)?;
+        let y = Tensor::paged_attention(&q, kv.0, kv.1, batch, None)?; // (N,H,D)
+        self.c_proj.forward(&y.reshape(&[n, h * d])?)
     }
 }
 

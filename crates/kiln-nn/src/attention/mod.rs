@@ -2,6 +2,8 @@
 
 mod kv_cache;
 mod mha;
+mod paged_kv_cache;
 
 pub use kv_cache::KvCache;
 pub use mha::{AttentionConfig, MultiHeadAttention};
+pub use paged_kv_cache::{PagedKvCache, PagedKvConfig, SeqId};

@@ -77,4 +77,20 @@ impl RotaryEmbedding {
         let sin = self.sin.narrow(0, offset, t)?;
         x.rope(&cos, &sin) // one fused node (Tensor::rope_reference composes it from primitives)
     }
+
+    /// Rotates `x` (N, H, D) whose token `n` sits at position `positions[n]` (an (N) i64
+    /// tensor): the ragged batches of paged decoding, where every sequence is at its own offset.
+    pub fn forward_at(&self, x: &Tensor, positions: &Tensor) -> Result<Tensor> {
+        let d = self.head_dim;
+        if x.rank() != 3 || x.dims()[2] != d || positions.dims() != [x.dims()[0]] {
+            return Err(Error::ShapeMismatch {
+                op: "RotaryEmbedding::forward_at",
+                lhs: x.dims().to_vec(),
+                rhs: positions.dims().to_vec(),
+            });
+        }
+        let cos = self.cos.index_select(0, positions)?; // (N, D)
+        let sin = self.sin.index_select(0, positions)?;
+        x.transpose(0, 1)?.rope(&cos, &sin)?.transpose(0, 1) // (H, N, D) rotated, back to (N, H, D)
+    }
 }
