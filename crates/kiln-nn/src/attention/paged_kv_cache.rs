@@ -225,7 +225,7 @@ impl PagedKvCache {
         let len = seq.tokens.len();
         let need = (len + n).div_ceil(bs).saturating_sub(seq.blocks.len());
         // A partly filled last block that others share is copied before this sequence writes.
-        let cow = n > 0 && len % bs != 0 && seq.blocks.last().is_some_and(|&b| self.refcount[b] > 1);
+        let cow = n > 0 && !len.is_multiple_of(bs) && seq.blocks.last().is_some_and(|&b| self.refcount[b] > 1);
         if need + usize::from(cow) > self.blocks_available() {
             return Ok(false);
         }
@@ -306,7 +306,7 @@ impl PagedKvCache {
         let drop: Vec<usize> = seq.blocks.drain(len.div_ceil(bs)..).collect();
         // A kept block that is now partly filled will be written again: it stops being a
         // cached prefix (when shared, the write copies it first instead).
-        let partial = seq.blocks.last().copied().filter(|_| len % bs != 0);
+        let partial = seq.blocks.last().copied().filter(|_| !len.is_multiple_of(bs));
         drop.into_iter().for_each(|b| self.release(b));
         if let Some(b) = partial.filter(|&b| self.refcount[b] == 1) {
             if let Some(h) = self.hash_of[b].take() {
