@@ -5,13 +5,16 @@
 //! one token at a time, each step attending over the cache (O(T) per token). Beside it:
 //! [`beam_search`] (GNMT length penalty), [`generate_speculative`] (a draft model and the
 //! min(1, p/q) acceptance rule), [`generate_constrained`] (a regex as a token mask), and
-//! [`perplexity`] (llama-perplexity's chunking).
+//! [`perplexity`] (llama-perplexity's chunking), and [`BatchEngine`]: continuous batching of many
+//! sequences over a paged KV cache, as a server runs them.
 
+mod batching;
 mod beam;
 mod constrained;
 mod perplexity;
 mod speculative;
 
+pub use batching::{BatchEngine, BatchRequest, EngineStats, FinishReason, SchedulerConfig, StepEvent};
 pub use beam::{beam_search, BeamSearch, Hypothesis};
 pub use constrained::{generate_constrained, RegexConstraint};
 pub use perplexity::{perplexity, Perplexity};
