@@ -30,7 +30,10 @@ pub fn run(from: &Path, to: &Path, format: Format, device: &Device) -> Result<()
         }
         (true, Format::Hf) => {
             let g = GgufFile::open(from).with_context(|| format!("opening {}", from.display()))?;
-            let m = generate::load_gguf(&g, from, device)?;
+            let mut m = generate::load_gguf(&g, from, device)?;
+            // `load_gguf` keeps the weight matrices quantized for inference; a checkpoint needs
+            // every parameter as a tensor, so the weights are loaded again, dequantized to f32.
+            m.model = Gpt::from_gguf(&g, device).with_context(|| format!("loading {}", from.display()))?;
             // the special token ids, so transformers' generate stops where llama.cpp would
             let ids: Vec<(&str, serde_json::Value)> = [
                 ("bos_token_id", "tokenizer.ggml.bos_token_id"),

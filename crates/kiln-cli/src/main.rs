@@ -102,9 +102,24 @@ enum Cmd {
         /// The model name clients send (default: the file or directory name).
         #[arg(long)]
         name: Option<String>,
-        /// Requests that may wait while one is generating (one more gets 429).
+        /// Requests that may wait while the batch is full (one more gets 429).
         #[arg(long, default_value_t = 64)]
         queue_len: usize,
+        /// Sequences generated together (continuous batching; 1 serves requests one by one).
+        #[arg(long, default_value_t = 16)]
+        max_num_seqs: usize,
+        /// KV-cache blocks (0: room for --max-num-seqs full contexts, within 1 GiB).
+        #[arg(long, default_value_t = 0)]
+        kv_blocks: usize,
+        /// Tokens per KV-cache block.
+        #[arg(long, default_value_t = 16)]
+        block_size: usize,
+        /// KV-cache storage dtype.
+        #[arg(long, value_enum, default_value_t = KvDtype::F32)]
+        kv_dtype: KvDtype,
+        /// Do not reuse the KV blocks of prompt prefixes seen before.
+        #[arg(long)]
+        no_prefix_cache: bool,
         /// Seconds a request may take, queue wait included (then 408).
         #[arg(long, default_value_t = 600)]
         timeout: u64,
@@ -211,6 +226,31 @@ enum BenchCmd {
         /// Runs of each engine, alternating (the best of each is reported: this VM is noisy).
         #[arg(long, default_value_t = 3)]
         repeats: usize,
+    },
+    /// Continuous-batching throughput at several numbers of concurrent clients, against
+    /// serving the same requests one by one (measured in the same run).
+    Serve {
+        /// A `.gguf` file, HF directory or kiln run (default: the cached SmolLM2 Q4_1 GGUF).
+        #[arg(long)]
+        model: Option<std::path::PathBuf>,
+        /// Concurrent clients per row, comma-separated (1, the baseline, is always run).
+        #[arg(long, value_delimiter = ',', default_values_t = [1, 8, 32])]
+        clients: Vec<usize>,
+        /// Requests each client sends.
+        #[arg(long, default_value_t = 2)]
+        requests: usize,
+        /// Prompt tokens per request.
+        #[arg(long, default_value_t = 32)]
+        prompt: usize,
+        /// Tokens generated per request.
+        #[arg(long, default_value_t = 32)]
+        max_tokens: usize,
+        /// KV-cache storage dtype.
+        #[arg(long, value_enum, default_value_t = KvDtype::F32)]
+        kv_dtype: KvDtype,
+        /// Tokens per KV-cache block.
+        #[arg(long, default_value_t = 16)]
+        block_size: usize,
     },
     /// Matmul GFLOP/s on transformer shapes vs numpy/OpenBLAS and the FMA peak.
     Gemm {
@@ -328,6 +368,24 @@ impl SamplingArgs {
     }
 }
 
+/// Storage dtype of a KV cache (`--kv-dtype`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum KvDtype {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl From<KvDtype> for kiln_core::DType {
+    fn from(d: KvDtype) -> kiln_core::DType {
+        match d {
+            KvDtype::F32 => kiln_core::DType::F32,
+            KvDtype::F16 => kiln_core::DType::F16,
+            KvDtype::Bf16 => kiln_core::DType::BF16,
+        }
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     let threads = match &cli.cmd {
@@ -435,7 +493,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             embed::run(&embed::EmbedArgs { model, file, batch, texts }, &kiln_cpu::cpu())?;
         }
         Cmd::Analyze(args) => analyze::run(&args)?,
-        Cmd::Serve { model, run, addr, name, queue_len, timeout, max_tokens_limit } => {
+        Cmd::Serve {
+            model,
+            run,
+            addr,
+            name,
+            queue_len,
+            max_num_seqs,
+            kv_blocks,
+            block_size,
+            kv_dtype,
+            no_prefix_cache,
+            timeout,
+            max_tokens_limit,
+        } => {
             let dev = kiln_cpu::cpu();
             let (loaded, path) = match &model {
                 Some(p) => (generate::load_model(p, &dev)?, p.clone()),
@@ -457,6 +528,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let opts = kiln_serve::ServeOptions {
                 queue_len,
+                max_num_seqs,
+                kv_blocks,
+                block_size,
+                kv_dtype: kv_dtype.into(),
+                prefix_caching: !no_prefix_cache,
                 request_timeout: std::time::Duration::from_secs(timeout),
                 max_tokens_limit,
                 ..Default::default()
@@ -505,6 +581,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let threads = kiln_cpu::num_threads();
             let args = bench::generate::GenerateBench { model, prompt, decode, threads, no_llama, repeats };
             bench::generate::run(&args, &kiln_cpu::cpu())?;
+        }
+        Cmd::Bench { what: BenchCmd::Serve { model, clients, requests, prompt, max_tokens, kv_dtype, block_size } } => {
+            let args = bench::serve::ServeBench {
+                model,
+                clients,
+                requests,
+                prompt,
+                max_tokens,
+                kv_dtype: kv_dtype.into(),
+                block_size,
+            };
+            bench::serve::run(&args, &kiln_cpu::cpu())?;
         }
         Cmd::Bench { what: BenchCmd::Gemm { rows, width, threads, seconds, iters } } => {
             anyhow::ensure!(!rows.is_empty() && rows.iter().all(|&r| r > 0), "--rows must be positive");

@@ -123,3 +123,40 @@ fn analyze_reports_and_errors() {
     let out = kiln(&["analyze", "flops", "--config", "gpt2-small", "--recompute", "sometimes"]);
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("--recompute"));
 }
+
+/// `kiln convert` of a quantized GGUF to a Hugging Face directory writes every weight (it loads
+/// them dequantized; the inference loader keeps the matrices quantized, which a checkpoint
+/// cannot hold), and the directory generates what the GGUF generates.
+#[test]
+fn convert_gguf_to_hf_writes_every_weight() {
+    let gguf =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.cache/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    if !gguf.exists() {
+        eprintln!("SKIP: {} missing (python3 tools/fetch_models.py smollm2)", gguf.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("hf");
+    let (g, o) = (gguf.to_str().unwrap(), out.to_str().unwrap());
+    let r = kiln(&["convert", "--from", g, "--to", o]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(out.join("model.safetensors").exists());
+    let gen = |m: &str| {
+        let r = kiln(&[
+            "generate",
+            "--model",
+            m,
+            "--prompt",
+            "The capital of France is",
+            "--max-new-tokens",
+            "2",
+            "--temperature",
+            "0",
+        ]);
+        assert!(r.status.success(), "{}", stderr(&r));
+        String::from_utf8_lossy(&r.stdout).into_owned()
+    };
+    let (a, b) = (gen(g), gen(o));
+    assert!(a.contains("Paris"), "{a}");
+    assert_eq!(a, b);
+}

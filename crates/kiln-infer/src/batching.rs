@@ -322,7 +322,8 @@ impl<'m> BatchEngine<'m> {
         for (r, &i) in samplers.iter().enumerate() {
             let s = &mut self.running[i];
             let draw = s.generated() as u64;
-            let tok = s.req.sampler.sample_in_context(&logits[r * v..(r + 1) * v], &s.tokens, s.req.prompt.len(), draw)?;
+            let tok =
+                s.req.sampler.sample_in_context(&logits[r * v..(r + 1) * v], &s.tokens, s.req.prompt.len(), draw)?;
             s.tokens.push(tok);
             self.stats.sampled_tokens += 1;
             events.push(StepEvent::Token { id: s.id, token: tok });

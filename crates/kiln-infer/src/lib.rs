@@ -17,6 +17,7 @@ mod speculative;
 pub use batching::{BatchEngine, BatchRequest, EngineStats, FinishReason, SchedulerConfig, StepEvent};
 pub use beam::{beam_search, BeamSearch, Hypothesis};
 pub use constrained::{generate_constrained, RegexConstraint};
+pub use kiln_nn::attention::SeqId;
 pub use perplexity::{perplexity, Perplexity};
 pub use speculative::{accept_or_resample, generate_speculative, SpecStats};
 

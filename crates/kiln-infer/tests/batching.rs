@@ -13,12 +13,20 @@ fn requests(n: usize, vocab: u32) -> Vec<BatchRequest> {
     (0..n)
         .map(|i| {
             // Prompts share a 12-token prefix (prefix-cache hits) and differ in length.
-            let prompt: Vec<u32> =
-                (0..12).map(|j| (j * 5 + 1) % vocab).chain((0..(3 + 7 * i % 19) as u32).map(|j| (j * 11 + i as u32) % vocab)).collect();
+            let prompt: Vec<u32> = (0..12)
+                .map(|j| (j * 5 + 1) % vocab)
+                .chain((0..(3 + 7 * i % 19) as u32).map(|j| (j * 11 + i as u32) % vocab))
+                .collect();
             let sampler = if i % 2 == 0 {
                 Sampler { temperature: 0.0, ..Sampler::default() }
             } else {
-                Sampler { temperature: 0.9, top_k: 20, seed: 100 + i as u64, repetition_penalty: 1.1, ..Sampler::default() }
+                Sampler {
+                    temperature: 0.9,
+                    top_k: 20,
+                    seed: 100 + i as u64,
+                    repetition_penalty: 1.1,
+                    ..Sampler::default()
+                }
             };
             BatchRequest { prompt, max_new: 6 + 5 * (i % 4), sampler, stop: vec![] }
         })
@@ -65,9 +73,12 @@ fn batched_generation_equals_generating_each_request_alone() {
         }
         // f16 keys and values: the same greedy tokens up to rounding is not guaranteed, so only
         // check that it runs to completion with the same lengths and frees everything.
-        let mut engine =
-            BatchEngine::new(&model, SchedulerConfig { kv_dtype: DType::F16, num_blocks: 64, block_size: 4, ..base }, &dev)
-                .unwrap();
+        let mut engine = BatchEngine::new(
+            &model,
+            SchedulerConfig { kv_dtype: DType::F16, num_blocks: 64, block_size: 4, ..base },
+            &dev,
+        )
+        .unwrap();
         let got = engine.run_all(reqs.clone()).unwrap();
         assert_eq!(got.iter().map(Vec::len).collect::<Vec<_>>(), want.iter().map(Vec::len).collect::<Vec<_>>());
         assert_eq!(engine.cache().blocks_in_use(), 0);
@@ -81,19 +92,24 @@ fn stop_tokens_abort_and_bad_requests() {
     let greedy = Sampler { temperature: 0.0, ..Sampler::default() };
     let prompt = vec![1, 2, 3];
     let free = generate_until(&model, &prompt, 5, &greedy, &[], &dev, |_| Ok(())).unwrap();
-    let mut engine = BatchEngine::new(&model, SchedulerConfig { num_blocks: 32, block_size: 4, ..Default::default() }, &dev).unwrap();
+    let mut engine =
+        BatchEngine::new(&model, SchedulerConfig { num_blocks: 32, block_size: 4, ..Default::default() }, &dev)
+            .unwrap();
     // Stopping on the third generated token: three tokens, then Finished(Stop).
-    let a = engine.add(BatchRequest { prompt: prompt.clone(), max_new: 5, sampler: greedy, stop: vec![free[2]] }).unwrap();
+    let a =
+        engine.add(BatchRequest { prompt: prompt.clone(), max_new: 5, sampler: greedy, stop: vec![free[2]] }).unwrap();
     let b = engine.add(BatchRequest { prompt: prompt.clone(), max_new: 30, sampler: greedy, stop: vec![] }).unwrap();
     let mut events = vec![];
     for _ in 0..3 {
         events.extend(engine.step().unwrap());
     }
-    let a_tokens: Vec<u32> =
-        events.iter().filter_map(|e| matches!(e, StepEvent::Token { id, .. } if *id == a).then_some(e)).map(|e| match e {
-            StepEvent::Token { token, .. } => *token,
-            StepEvent::Finished { .. } => unreachable!(),
-        }).collect();
+    let a_tokens: Vec<u32> = events
+        .iter()
+        .filter_map(|e| match e {
+            StepEvent::Token { id, token } if *id == a => Some(*token),
+            _ => None,
+        })
+        .collect();
     let first_stop = free.iter().position(|&t| t == free[2]).unwrap();
     assert_eq!(a_tokens, free[..=first_stop].to_vec());
     assert!(events.contains(&StepEvent::Finished { id: a, reason: FinishReason::Stop }));
@@ -109,12 +125,14 @@ fn stop_tokens_abort_and_bad_requests() {
     assert_eq!(events.iter().filter(|e| matches!(e, StepEvent::Token { .. })).count(), 4);
     assert_eq!(events.last(), Some(&StepEvent::Finished { id, reason: FinishReason::Length }));
     // Requests that can never run are refused up front.
-    let bad = |prompt: Vec<u32>, max_new: usize, sampler: Sampler| BatchRequest { prompt, max_new, sampler, stop: vec![] };
+    let bad =
+        |prompt: Vec<u32>, max_new: usize, sampler: Sampler| BatchRequest { prompt, max_new, sampler, stop: vec![] };
     assert!(engine.add(bad(vec![], 4, greedy)).is_err(), "empty prompt");
     assert!(engine.add(bad(vec![1; 40], 4, greedy)).is_err(), "prompt fills the context");
     assert!(engine.add(bad(vec![99], 4, greedy)).is_err(), "token outside the vocabulary");
     assert!(engine.add(bad(vec![1], 4, Sampler { top_p: 0.0, ..greedy })).is_err(), "bad sampler");
-    let mut tiny = BatchEngine::new(&model, SchedulerConfig { num_blocks: 2, block_size: 4, ..Default::default() }, &dev).unwrap();
+    let mut tiny =
+        BatchEngine::new(&model, SchedulerConfig { num_blocks: 2, block_size: 4, ..Default::default() }, &dev).unwrap();
     assert!(tiny.add(bad(vec![1; 5], 10, greedy)).is_err(), "needs more blocks than the pool has");
     assert!(BatchEngine::new(&model, SchedulerConfig { max_num_seqs: 0, ..Default::default() }, &dev).is_err());
 }

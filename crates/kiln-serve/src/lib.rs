@@ -27,11 +27,17 @@
 //!   prompts or `max_tokens` beyond the context (`context_length_exceeded`), an unknown model
 //!   (404 `model_not_found`), and features it does not implement (logprobs, logit_bias, tools).
 //!
-//! Generation runs off the async runtime on one worker thread that owns the model, fed by a
-//! bounded queue ([`ServeOptions::queue_len`]; a full queue is a 429). **Requests are served one
-//! at a time for now**: continuous batching (several sequences per forward pass) comes later.
+//! Generation runs off the async runtime on one worker thread that owns the model and a
+//! continuous-batching engine ([`kiln_infer::BatchEngine`]): up to
+//! [`ServeOptions::max_num_seqs`] sequences advance together, one batched forward pass per
+//! token, their keys and values in a paged KV cache ([`ServeOptions::kv_blocks`],
+//! [`ServeOptions::block_size`], [`ServeOptions::kv_dtype`]) with prefix caching; when blocks
+//! run out the youngest sequence is preempted and recomputed later. Requests beyond the batch
+//! wait in a bounded queue ([`ServeOptions::queue_len`]; a full queue is a 429).
 //! [`ServeOptions::request_timeout`] bounds queue wait plus generation (408, or an error event
-//! once a stream has begun). A client that disconnects cancels its generation at the next token.
+//! once a stream has begun). A client that disconnects cancels its sequence before the next
+//! step, and its KV blocks are freed. `/metrics` adds KV blocks used and total, waiting
+//! sequences, preemptions, prefix-cache hits and engine steps.
 
 mod error;
 mod generate;

@@ -9,10 +9,22 @@ use std::sync::Mutex;
 #[derive(Debug, Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
-    /// Requests waiting for the worker.
+    /// Requests sent to the worker and not yet taken by it.
     pub queue_depth: AtomicUsize,
-    /// Sequences being generated now.
+    /// Requests the engine holds but has not admitted to its batch (no room yet).
+    pub waiting: AtomicUsize,
+    /// Sequences in the engine's running batch.
     pub running: AtomicUsize,
+    /// KV-cache blocks referenced by sequences.
+    pub kv_blocks_used: AtomicUsize,
+    /// KV-cache blocks in the pool.
+    pub kv_blocks_total: AtomicUsize,
+    /// Sequences preempted (blocks freed, recomputed later) since start.
+    pub preemptions: AtomicU64,
+    /// Prompt tokens served from the prefix cache since start.
+    pub prefix_hit_tokens: AtomicU64,
+    /// Batched forward passes since start.
+    pub steps: AtomicU64,
     /// Completion tokens generated since start.
     pub generated_tokens: AtomicU64,
     /// Prompt tokens prefilled since start.
@@ -51,28 +63,41 @@ impl Metrics {
             }
         }
         let load = |a: &AtomicU64| f64::from_bits(a.load(Ordering::Relaxed));
-        let metrics: [(&str, &str, &str, String); 6] = [
-            ("kiln_queue_depth", "gauge", "Requests waiting for the generation worker.", {
-                self.queue_depth.load(Ordering::Relaxed).to_string()
+        let n = |a: &AtomicUsize| a.load(Ordering::Relaxed).to_string();
+        let c = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
+        let queued = self.queue_depth.load(Ordering::Relaxed) + self.waiting.load(Ordering::Relaxed);
+        let metrics: [(&str, &str, &str, String); 12] = [
+            ("kiln_queue_depth", "gauge", "Requests waiting for a place in the running batch.", queued.to_string()),
+            ("kiln_running_sequences", "gauge", "Sequences in the running batch.", n(&self.running)),
+            ("kiln_kv_blocks_used", "gauge", "KV-cache blocks held by sequences.", n(&self.kv_blocks_used)),
+            ("kiln_kv_blocks_total", "gauge", "KV-cache blocks in the pool.", n(&self.kv_blocks_total)),
+            ("kiln_generated_tokens_total", "counter", "Completion tokens generated.", c(&self.generated_tokens)),
+            ("kiln_prompt_tokens_total", "counter", "Prompt tokens prefilled.", c(&self.prompt_tokens)),
+            (
+                "kiln_prefix_cache_hit_tokens_total",
+                "counter",
+                "Prompt tokens whose keys and values came from the prefix cache.",
+                c(&self.prefix_hit_tokens),
+            ),
+            ("kiln_preemptions_total", "counter", "Sequences preempted for KV blocks (recomputed later).", {
+                c(&self.preemptions)
             }),
-            ("kiln_running_sequences", "gauge", "Sequences being generated now.", {
-                self.running.load(Ordering::Relaxed).to_string()
-            }),
-            ("kiln_generated_tokens_total", "counter", "Completion tokens generated.", {
-                self.generated_tokens.load(Ordering::Relaxed).to_string()
-            }),
-            ("kiln_prompt_tokens_total", "counter", "Prompt tokens prefilled.", {
-                self.prompt_tokens.load(Ordering::Relaxed).to_string()
-            }),
-            ("kiln_generation_seconds_total", "counter", "Seconds the worker spent generating.", {
-                load(&self.busy_seconds).to_string()
-            }),
+            ("kiln_engine_steps_total", "counter", "Batched forward passes.", c(&self.steps)),
+            (
+                "kiln_generation_seconds_total",
+                "counter",
+                "Seconds requests spent generating, summed over requests.",
+                load(&self.busy_seconds).to_string(),
+            ),
             (
                 "kiln_tokens_per_second",
                 "gauge",
-                "Completion tokens per second of the most recent request (prefill included).",
+                "Completion tokens per second of the most recently finished request (prefill included).",
                 load(&self.last_tokens_per_second).to_string(),
             ),
+            ("kiln_waiting_sequences", "gauge", "Requests the engine holds until blocks or batch room free up.", {
+                n(&self.waiting)
+            }),
         ];
         for (name, kind, help, value) in metrics {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");

@@ -8,6 +8,7 @@ use crate::{generate, info, ServeError, ServeOptions, ServedModel};
 use axum::routing::{get, post};
 use axum::Router;
 use kiln_data::{ChatTemplate, Tokenizer};
+use kiln_infer::SchedulerConfig;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -42,11 +43,11 @@ impl AppState {
         &self.0
     }
 
-    /// Queues `job` for the worker: 429 when `queue_len` jobs already wait besides the running
-    /// one, 503 when the worker is gone.
+    /// Queues `job` for the worker: 429 when `queue_len` jobs already wait besides the
+    /// `max_num_seqs` being generated, 503 when the worker is gone.
     pub fn submit(&self, job: Job) -> Result<(), ApiError> {
         let s = &self.0;
-        let cap = s.opts.queue_len.saturating_add(1);
+        let cap = s.opts.queue_len.saturating_add(s.opts.max_num_seqs);
         if s.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < cap).then_some(n + 1)).is_err() {
             return Err(ApiError::queue_full(s.opts.queue_len));
         }
@@ -81,9 +82,12 @@ pub fn router(model: ServedModel, opts: ServeOptions) -> Result<Router, ServeErr
     let tok = Arc::new(model.tok);
     let metrics = Arc::new(Metrics::default());
     // Admission is counted by `in_flight`; the channel has room for every admitted job.
-    let (jobs, queue) = sync_channel(opts.queue_len.saturating_add(1).min(1 << 16));
+    let (jobs, queue) = sync_channel(opts.queue_len.saturating_add(opts.max_num_seqs).min(1 << 16));
     let in_flight = Arc::new(AtomicUsize::new(0));
+    let sched = scheduler_config(&model.model.cfg, &opts);
+    metrics.kv_blocks_total.store(sched.num_blocks, Ordering::Relaxed);
     let worker = Worker {
+        sched,
         model: model.model,
         device,
         tok: tok.clone(),
@@ -130,6 +134,27 @@ pub fn router(model: ServedModel, opts: ServeOptions) -> Result<Router, ServeErr
         .method_not_allowed_fallback(info::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), info::count_requests))
         .with_state(state))
+}
+
+/// The batching engine's limits: the pool is `opts.kv_blocks` blocks, or by default enough for
+/// `max_num_seqs` full contexts within `kv_cache_bytes` (at least one full context).
+fn scheduler_config(cfg: &kiln_models::gpt::GptConfig, opts: &ServeOptions) -> SchedulerConfig {
+    let bs = opts.block_size;
+    let ctx_blocks = cfg.n_positions.div_ceil(bs);
+    let block_bytes = 2 * cfg.n_layer * cfg.n_kv_head * cfg.head_dim() * opts.kv_dtype.size_in_bytes() * bs;
+    let num_blocks = if opts.kv_blocks > 0 {
+        opts.kv_blocks
+    } else {
+        (opts.max_num_seqs * ctx_blocks).min(opts.kv_cache_bytes / block_bytes.max(1)).max(ctx_blocks)
+    };
+    SchedulerConfig {
+        num_blocks,
+        block_size: bs,
+        kv_dtype: opts.kv_dtype,
+        prefix_caching: opts.prefix_caching,
+        max_num_seqs: opts.max_num_seqs,
+        max_tokens_per_step: opts.max_tokens_per_step,
+    }
 }
 
 /// Serves `model` on `listener` until the listener fails (it runs until the process ends).

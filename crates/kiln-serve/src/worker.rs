@@ -1,16 +1,19 @@
-//! The generation worker: one thread that owns the model and serves queued [`Job`]s one at a
-//! time, sending each job's text back as [`Event`]s. A job whose receiver is gone (the client
-//! disconnected or gave up) is cancelled at the next token.
+//! The generation worker: one thread that owns the model and a [`BatchEngine`] (continuous
+//! batching over a paged KV cache). Between two engine steps it admits newly queued [`Job`]s,
+//! cancels those whose client is gone or whose deadline passed (their KV blocks are freed at
+//! once), then runs one batched forward pass for every running sequence and sends each job its
+//! new text as [`Event`]s.
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::stop::StopMatcher;
 use kiln_core::Device;
 use kiln_data::{IncrementalDecoder, Tokenizer};
-use kiln_infer::{generate_until, Sampler};
+use kiln_infer::{BatchEngine, BatchRequest, FinishReason, Sampler, SchedulerConfig, SeqId, StepEvent};
 use kiln_models::gpt::Gpt;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
@@ -84,119 +87,214 @@ pub struct Worker {
     /// Shared counters.
     pub metrics: Arc<Metrics>,
     /// Jobs admitted and not yet finished (queued + running): the handlers admit a job only
-    /// while this is at most `queue_len`.
+    /// while this is below `max_num_seqs + queue_len`.
     pub in_flight: Arc<AtomicUsize>,
+    /// The batching engine's limits (KV pool, sequences and tokens per step).
+    pub sched: SchedulerConfig,
 }
 
-/// Why `generate_until` was interrupted by our callback.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Interrupt {
-    StopString,
-    Cancelled,
-    TimedOut,
+/// A job the engine is generating.
+struct Active {
+    job: Job,
+    decoder: IncrementalDecoder,
+    stops: StopMatcher,
+    /// Tokens generated so far.
+    n: usize,
+    stopped_by_token: bool,
+    started: Instant,
 }
 
 impl Worker {
-    /// Serves jobs until every sender of `jobs` is dropped.
+    /// Serves jobs until every sender of `jobs` is dropped and the last job is done.
     pub fn run(self, jobs: Receiver<Job>) {
-        while let Ok(job) = jobs.recv() {
-            self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
-            let last = if job.events.is_closed() {
-                None
-            } else if Instant::now() >= job.deadline {
-                Some(Event::Failed(ApiError::timeout(job.timeout)))
-            } else {
-                self.metrics.running.fetch_add(1, Ordering::Relaxed);
-                let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.serve(&job)));
-                self.metrics.running.fetch_sub(1, Ordering::Relaxed);
-                caught.unwrap_or_else(|_| Some(Event::Failed(ApiError::internal("generation panicked"))))
-            };
-            // The job leaves the server (and the gauges settle) before its client hears that it
-            // is over, so a client's next request always finds room.
-            self.in_flight.fetch_sub(1, Ordering::AcqRel);
-            if let Some(event) = last {
-                let _ = job.events.send(event);
+        let mut engine = match BatchEngine::new(&self.model, self.sched, &self.device) {
+            Ok(e) => e,
+            Err(e) => {
+                // Every job is answered with the reason (the options were checked at start-up,
+                // so this is unexpected).
+                while let Ok(job) = jobs.recv() {
+                    self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
+                    self.leave(&job, Some(Event::Failed(ApiError::internal(format!("no KV cache: {e}")))));
+                }
+                return;
+            }
+        };
+        let mut active: HashMap<SeqId, Active> = HashMap::new();
+        let mut open = true;
+        while open || engine.has_work() {
+            // Idle: sleep until a job comes. Busy: take whatever has arrived, without waiting.
+            if !engine.has_work() {
+                match jobs.recv() {
+                    Ok(job) => self.admit(&mut engine, &mut active, job),
+                    Err(_) => open = false,
+                }
+            }
+            loop {
+                match jobs.try_recv() {
+                    Ok(job) => self.admit(&mut engine, &mut active, job),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
+                    }
+                }
+            }
+            self.reap(&mut engine, &mut active);
+            if engine.has_work() {
+                let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.step()));
+                match step {
+                    Ok(Ok(events)) => self.dispatch(&mut engine, &mut active, events),
+                    Ok(Err(e)) => self.fail_all(&mut engine, &mut active, &format!("generation failed: {e}")),
+                    Err(_) => self.fail_all(&mut engine, &mut active, "generation panicked"),
+                }
+            }
+            self.publish(&engine);
+        }
+    }
+
+    /// The job leaves the server (and the gauges settle) before its client hears that it is
+    /// over, so a client's next request always finds room.
+    fn leave(&self, job: &Job, last: Option<Event>) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if let Some(event) = last {
+            let _ = job.events.send(event);
+        }
+    }
+
+    /// Moves a job from the channel into the engine (or answers it at once).
+    fn admit(&self, engine: &mut BatchEngine, active: &mut HashMap<SeqId, Active>, job: Job) {
+        self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
+        if job.events.is_closed() {
+            return self.leave(&job, None);
+        }
+        if Instant::now() >= job.deadline {
+            return self.leave(&job, Some(Event::Failed(ApiError::timeout(job.timeout))));
+        }
+        let req = BatchRequest {
+            prompt: job.prompt.clone(),
+            max_new: job.max_tokens,
+            sampler: job.sampler,
+            stop: self.stop_tokens.clone(),
+        };
+        match engine.add(req) {
+            Ok(id) => {
+                if job.events.send(Event::Started).is_err() {
+                    engine.abort(id);
+                    return self.leave(&job, None);
+                }
+                self.metrics.prompt_tokens.fetch_add(job.prompt.len() as u64, Ordering::Relaxed);
+                let stops = StopMatcher::new(job.stop.clone());
+                let a = Active {
+                    job,
+                    decoder: IncrementalDecoder::new(),
+                    stops,
+                    n: 0,
+                    stopped_by_token: false,
+                    started: Instant::now(),
+                };
+                active.insert(id, a);
+            }
+            Err(e) => self.leave(&job, Some(Event::Failed(ApiError::invalid(e.to_string(), None)))),
+        }
+    }
+
+    /// Cancels jobs whose client is gone or whose deadline has passed.
+    fn reap(&self, engine: &mut BatchEngine, active: &mut HashMap<SeqId, Active>) {
+        let now = Instant::now();
+        let gone: Vec<SeqId> = active
+            .iter()
+            .filter(|(_, a)| a.job.events.is_closed() || now >= a.job.deadline)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in gone {
+            engine.abort(id);
+            if let Some(a) = active.remove(&id) {
+                self.metrics.record_generation(a.n, a.started.elapsed().as_secs_f64());
+                let last = (!a.job.events.is_closed()).then(|| Event::Failed(ApiError::timeout(a.job.timeout)));
+                self.leave(&a.job, last);
             }
         }
     }
 
-    /// Generates `job`, sending its text as it comes; returns its last event (none when the
-    /// client is gone).
-    fn serve(&self, job: &Job) -> Option<Event> {
-        if job.events.send(Event::Started).is_err() {
-            return None;
+    /// Ends every job with an internal error and starts over with an empty engine.
+    fn fail_all(&self, engine: &mut BatchEngine, active: &mut HashMap<SeqId, Active>, why: &str) {
+        for (id, a) in active.drain() {
+            engine.abort(id);
+            self.leave(&a.job, Some(Event::Failed(ApiError::internal(why))));
         }
-        self.metrics.prompt_tokens.fetch_add(job.prompt.len() as u64, Ordering::Relaxed);
-        let started = Instant::now();
-        let mut decoder = IncrementalDecoder::new();
-        let mut stops = StopMatcher::new(job.stop.clone());
-        let (mut n, mut stopped_by_token, mut interrupt) = (0usize, false, None);
-        let mut failure: Option<ApiError> = None;
-        let result = generate_until(
-            &self.model,
-            &job.prompt,
-            job.max_tokens,
-            &job.sampler,
-            &self.stop_tokens,
-            &self.device,
-            |id| {
-                n += 1;
-                self.metrics.generated_tokens.fetch_add(1, Ordering::Relaxed);
-                let halt = |why| kiln_core::Error::Invalid { op: "kiln-serve", msg: format!("interrupted: {why}") };
-                if self.stop_tokens.contains(&id) {
-                    stopped_by_token = true;
-                    return Ok(());
-                }
-                let text = match decoder.push(&self.tok, id) {
-                    Ok(t) => t,
-                    Err(e) => {
-                        failure = Some(ApiError::internal(format!("cannot decode generated token {id}: {e}")));
-                        return Err(halt("decode"));
+    }
+
+    /// Turns the engine's tokens into each job's text and endings.
+    fn dispatch(&self, engine: &mut BatchEngine, active: &mut HashMap<SeqId, Active>, events: Vec<StepEvent>) {
+        for event in events {
+            match event {
+                StepEvent::Token { id, token } => {
+                    let Some(a) = active.get_mut(&id) else { continue };
+                    a.n += 1;
+                    self.metrics.generated_tokens.fetch_add(1, Ordering::Relaxed);
+                    if self.stop_tokens.contains(&token) {
+                        a.stopped_by_token = true;
+                        continue;
                     }
-                };
-                let (text, hit) = stops.push(&text);
-                if !text.is_empty() && job.events.send(Event::Text(text)).is_err() {
-                    interrupt = Some(Interrupt::Cancelled);
-                    return Err(halt("cancelled"));
+                    let text = match a.decoder.push(&self.tok, token) {
+                        Ok(t) => t,
+                        Err(e) => {
+                            let err = ApiError::internal(format!("cannot decode generated token {token}: {e}"));
+                            self.end(engine, active, id, Some(Event::Failed(err)));
+                            continue;
+                        }
+                    };
+                    let (text, hit) = a.stops.push(&text);
+                    if !text.is_empty() && a.job.events.send(Event::Text(text)).is_err() {
+                        self.end(engine, active, id, None);
+                    } else if hit {
+                        let done = Event::Done { finish: Finish::Stop, completion_tokens: a.n };
+                        self.end(engine, active, id, Some(done));
+                    }
                 }
-                if hit {
-                    interrupt = Some(Interrupt::StopString);
-                    return Err(halt("stop string"));
+                StepEvent::Finished { id, reason } => {
+                    let Some(a) = active.get_mut(&id) else { continue };
+                    let last = match a.decoder.flush(&self.tok) {
+                        Err(e) => Some(Event::Failed(ApiError::internal(format!("cannot decode: {e}")))),
+                        Ok(tail) => {
+                            // Text that ends the completion cannot have begun a stop string.
+                            let (mut text, hit) = a.stops.push(&tail);
+                            if !hit {
+                                text.push_str(&a.stops.flush());
+                            }
+                            if !text.is_empty() && a.job.events.send(Event::Text(text)).is_err() {
+                                None
+                            } else {
+                                let stop = hit || a.stopped_by_token || reason == FinishReason::Stop;
+                                let finish = if stop { Finish::Stop } else { Finish::Length };
+                                Some(Event::Done { finish, completion_tokens: a.n })
+                            }
+                        }
+                    };
+                    self.end(engine, active, id, last);
                 }
-                if job.events.is_closed() {
-                    interrupt = Some(Interrupt::Cancelled);
-                    return Err(halt("cancelled"));
-                }
-                if Instant::now() >= job.deadline {
-                    interrupt = Some(Interrupt::TimedOut);
-                    return Err(halt("timeout"));
-                }
-                Ok(())
-            },
-        );
-        self.metrics.record_generation(n, started.elapsed().as_secs_f64());
-        Some(match (failure, interrupt, result) {
-            (Some(e), _, _) => Event::Failed(e),
-            (None, Some(Interrupt::Cancelled), _) => return None,
-            (None, Some(Interrupt::TimedOut), _) => Event::Failed(ApiError::timeout(job.timeout)),
-            (None, Some(Interrupt::StopString), _) => Event::Done { finish: Finish::Stop, completion_tokens: n },
-            (None, None, Err(e)) => Event::Failed(ApiError::internal(format!("generation failed: {e}"))),
-            (None, None, Ok(_)) => {
-                let tail = match decoder.flush(&self.tok) {
-                    Ok(t) => t,
-                    Err(e) => return Some(Event::Failed(ApiError::internal(format!("cannot decode: {e}")))),
-                };
-                // Text that ends the completion cannot have begun a stop string after all.
-                let (mut text, hit) = stops.push(&tail);
-                if !hit {
-                    text.push_str(&stops.flush());
-                }
-                if !text.is_empty() && job.events.send(Event::Text(text)).is_err() {
-                    return None;
-                }
-                let finish = if hit || stopped_by_token { Finish::Stop } else { Finish::Length };
-                Event::Done { finish, completion_tokens: n }
             }
-        })
+        }
+    }
+
+    /// Removes job `id` (from the engine too, if it is still there) with its last event.
+    fn end(&self, engine: &mut BatchEngine, active: &mut HashMap<SeqId, Active>, id: SeqId, last: Option<Event>) {
+        engine.abort(id);
+        if let Some(a) = active.remove(&id) {
+            self.metrics.record_generation(a.n, a.started.elapsed().as_secs_f64());
+            self.leave(&a.job, last);
+        }
+    }
+
+    /// Copies the engine's gauges into the metrics.
+    fn publish(&self, engine: &BatchEngine) {
+        let m = &self.metrics;
+        m.running.store(engine.num_running(), Ordering::Relaxed);
+        m.waiting.store(engine.num_waiting(), Ordering::Relaxed);
+        m.kv_blocks_used.store(engine.cache().blocks_in_use(), Ordering::Relaxed);
+        let st = engine.stats();
+        m.preemptions.store(st.preemptions, Ordering::Relaxed);
+        m.prefix_hit_tokens.store(st.prefix_hit_tokens, Ordering::Relaxed);
+        m.steps.store(st.steps, Ordering::Relaxed);
     }
 }

@@ -42,7 +42,7 @@ decode = time.perf_counter() - t
 print(json.dumps({"prefill_tok_s": n_prompt / prefill, "decode_tok_s": n_decode / decode}))
 "#;
 
-fn default_model() -> PathBuf {
+pub(crate) fn default_model() -> PathBuf {
     Path::new(".cache/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf").to_path_buf()
 }
 

@@ -4,6 +4,7 @@ pub mod embed;
 pub mod fma;
 pub mod gemm;
 pub mod generate;
+pub mod serve;
 pub mod train;
 
 /// How long to time each case.
