@@ -346,8 +346,12 @@ struct DecodingArgs {
     #[arg(long, default_value_t = 4)]
     draft_tokens: usize,
     /// Constrain the output to match this regular expression in full (sampling as set above).
-    #[arg(long, conflicts_with_all = ["draft", "beams"])]
+    #[arg(long, conflicts_with_all = ["draft", "beams", "json_schema"])]
     regex: Option<String>,
+    /// Constrain the output to JSON valid under this JSON Schema file (objects, arrays,
+    /// strings, numbers, enums, $ref…; converted to a regex).
+    #[arg(long, conflicts_with_all = ["draft", "beams"])]
+    json_schema: Option<std::path::PathBuf>,
 }
 
 impl SamplingArgs {
@@ -476,7 +480,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             );
             let draft =
                 decoding.draft.as_deref().map(|p| generate::load_model(p, &dev).map(|m| m.model)).transpose()?;
-            let mode = match (&draft, &decoding.regex) {
+            let regex = match (&decoding.regex, &decoding.json_schema) {
+                (Some(r), _) => Some(r.clone()),
+                (None, Some(path)) => {
+                    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                    let schema: serde_json::Value =
+                        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+                    Some(kiln_infer::schema_to_regex(&schema).with_context(|| format!("{}", path.display()))?)
+                }
+                (None, None) => None,
+            };
+            let mode = match (&draft, &regex) {
                 (Some(d), _) => generate::Decoding::Speculative { draft: d, k: decoding.draft_tokens },
                 (None, Some(pattern)) => generate::Decoding::Regex(pattern.clone()),
                 (None, None) if decoding.beams > 1 => generate::Decoding::Beam(kiln_infer::BeamSearch {

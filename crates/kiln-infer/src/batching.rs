@@ -15,11 +15,13 @@
 //!    last token samples its next token (a sequence's draws are indexed by its own token count,
 //!    so batching and preemption never change what it generates).
 
-use crate::Sampler;
+use crate::{RegexConstraint, Sampler};
 use kiln_core::{DType, Device, Error, Result, Tensor};
 use kiln_models::gpt::Gpt;
 use kiln_nn::attention::{PagedKvCache, SeqId};
+use regex_automata::util::primitives::StateID;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// Limits of a [`BatchEngine`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -62,6 +64,9 @@ pub struct BatchRequest {
     pub sampler: Sampler,
     /// Tokens that end the sequence (returned with it).
     pub stop: Vec<u32>,
+    /// Constrained decoding: the output must match this regex (a stop token is allowed only
+    /// once it does, and the sequence ends when no token can extend it).
+    pub constraint: Option<Arc<RegexConstraint>>,
 }
 
 /// Why a sequence ended.
@@ -103,6 +108,8 @@ struct Sequence {
     computed: usize,
     /// Whether it holds a cache entry now.
     in_cache: bool,
+    /// The constraint's state after the generated text.
+    dfa: Option<StateID>,
 }
 
 impl Sequence {
@@ -181,10 +188,11 @@ impl<'m> BatchEngine<'m> {
                 self.cfg.num_blocks
             )));
         }
+        let dfa = req.constraint.as_ref().map(|c| c.start()).transpose()?;
         let id = self.next_id;
         self.next_id += 1;
         let tokens = req.prompt.clone();
-        self.waiting.push_back(Sequence { id, req, tokens, computed: 0, in_cache: false });
+        self.waiting.push_back(Sequence { id, req, tokens, computed: 0, in_cache: false, dfa });
         Ok(id)
     }
 
@@ -321,9 +329,12 @@ impl<'m> BatchEngine<'m> {
         let (mut events, mut finished) = (vec![], vec![]);
         for (r, &i) in samplers.iter().enumerate() {
             let s = &mut self.running[i];
-            let draw = s.generated() as u64;
-            let tok =
-                s.req.sampler.sample_in_context(&logits[r * v..(r + 1) * v], &s.tokens, s.req.prompt.len(), draw)?;
+            let Some(tok) = sample(s, &logits[r * v..(r + 1) * v])? else {
+                // The constraint's text is complete and nothing may follow.
+                events.push(StepEvent::Finished { id: s.id, reason: FinishReason::Stop });
+                finished.push(s.id);
+                continue;
+            };
             s.tokens.push(tok);
             self.stats.sampled_tokens += 1;
             events.push(StepEvent::Token { id: s.id, token: tok });
@@ -359,4 +370,36 @@ impl<'m> BatchEngine<'m> {
         }
         Ok(out)
     }
+}
+
+/// The next token of `s` from its `logits` (its draw indexed by its generated count), within its
+/// constraint if it has one; `None` when the constraint allows no token at all.
+fn sample(s: &mut Sequence, logits: &[f32]) -> Result<Option<u32>> {
+    let draw = s.generated() as u64;
+    let (sampler, from) = (&s.req.sampler, s.req.prompt.len());
+    let (Some(c), Some(state)) = (&s.req.constraint, s.dfa) else {
+        return sampler.sample_in_context(logits, &s.tokens, from, draw).map(Some);
+    };
+    let mut allowed = c.allowed(state);
+    allowed.resize(logits.len(), false);
+    let done = c.is_match(state);
+    for &e in &s.req.stop {
+        if let Some(a) = allowed.get_mut(e as usize) {
+            *a = done;
+        }
+    }
+    if !allowed.iter().any(|&a| a) {
+        return Ok(None);
+    }
+    let masked: Vec<f32> = logits.iter().zip(&allowed).map(|(&l, &a)| if a { l } else { f32::NEG_INFINITY }).collect();
+    let tok = sampler.sample_in_context(&masked, &s.tokens, from, draw)?;
+    if !s.req.stop.contains(&tok) {
+        let bytes = c.token_bytes(tok);
+        s.dfa = Some(
+            bytes
+                .and_then(|b| c.walk(state, b))
+                .ok_or_else(|| invalid(format!("sampled token {tok} outside the mask")))?,
+        );
+    }
+    Ok(Some(tok))
 }

@@ -22,6 +22,12 @@ pub struct RegexConstraint {
     tokens: Vec<Option<Vec<u8>>>,
 }
 
+impl std::fmt::Debug for RegexConstraint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RegexConstraint({} bytes of DFA, {} tokens)", self.dfa.memory_usage(), self.tokens.len())
+    }
+}
+
 impl RegexConstraint {
     /// Compiles `pattern` (the `regex` crate's syntax, matched against the whole output) for a
     /// vocabulary whose token `i` stands for the bytes `tokens[i]` (`None`: never allowed).
@@ -53,6 +59,11 @@ impl RegexConstraint {
     /// Whether the text that led to `s` is a whole match.
     pub fn is_match(&self, s: StateID) -> bool {
         self.dfa.is_match_state(self.dfa.next_eoi_state(s))
+    }
+
+    /// The bytes token `t` stands for (`None`: not in the vocabulary, or never allowed).
+    pub fn token_bytes(&self, t: u32) -> Option<&[u8]> {
+        self.tokens.get(t as usize).and_then(|b| b.as_deref())
     }
 
     /// Per token: may it come next from `s`? (Empty tokens never: they would not advance.)

@@ -4,19 +4,21 @@
 //! token, and [`generate`], which prefills a prompt into the model's KV caches and then decodes
 //! one token at a time, each step attending over the cache (O(T) per token). Beside it:
 //! [`beam_search`] (GNMT length penalty), [`generate_speculative`] (a draft model and the
-//! min(1, p/q) acceptance rule), [`generate_constrained`] (a regex as a token mask), and
+//! min(1, p/q) acceptance rule), [`generate_constrained`] (a regex, or a JSON Schema via [`schema_to_regex`], as a token mask), and
 //! [`perplexity`] (llama-perplexity's chunking), and [`BatchEngine`]: continuous batching of many
 //! sequences over a paged KV cache, as a server runs them.
 
 mod batching;
 mod beam;
 mod constrained;
+mod json_schema;
 mod perplexity;
 mod speculative;
 
 pub use batching::{BatchEngine, BatchRequest, EngineStats, FinishReason, SchedulerConfig, StepEvent};
 pub use beam::{beam_search, BeamSearch, Hypothesis};
 pub use constrained::{generate_constrained, RegexConstraint};
+pub use json_schema::schema_to_regex;
 pub use kiln_nn::attention::SeqId;
 pub use perplexity::{perplexity, Perplexity};
 pub use speculative::{accept_or_resample, generate_speculative, SpecStats};

@@ -28,7 +28,7 @@ fn requests(n: usize, vocab: u32) -> Vec<BatchRequest> {
                     ..Sampler::default()
                 }
             };
-            BatchRequest { prompt, max_new: 6 + 5 * (i % 4), sampler, stop: vec![] }
+            BatchRequest { prompt, max_new: 6 + 5 * (i % 4), sampler, stop: vec![], constraint: None }
         })
         .collect()
 }
@@ -96,9 +96,18 @@ fn stop_tokens_abort_and_bad_requests() {
         BatchEngine::new(&model, SchedulerConfig { num_blocks: 32, block_size: 4, ..Default::default() }, &dev)
             .unwrap();
     // Stopping on the third generated token: three tokens, then Finished(Stop).
-    let a =
-        engine.add(BatchRequest { prompt: prompt.clone(), max_new: 5, sampler: greedy, stop: vec![free[2]] }).unwrap();
-    let b = engine.add(BatchRequest { prompt: prompt.clone(), max_new: 30, sampler: greedy, stop: vec![] }).unwrap();
+    let a = engine
+        .add(BatchRequest {
+            prompt: prompt.clone(),
+            max_new: 5,
+            sampler: greedy,
+            stop: vec![free[2]],
+            constraint: None,
+        })
+        .unwrap();
+    let b = engine
+        .add(BatchRequest { prompt: prompt.clone(), max_new: 30, sampler: greedy, stop: vec![], constraint: None })
+        .unwrap();
     let mut events = vec![];
     for _ in 0..3 {
         events.extend(engine.step().unwrap());
@@ -120,13 +129,20 @@ fn stop_tokens_abort_and_bad_requests() {
     assert_eq!(engine.cache().blocks_in_use(), 0);
     assert!(!engine.has_work());
     // The context bounds a sequence: it finishes with Length at n_positions.
-    let id = engine.add(BatchRequest { prompt: vec![1; 36], max_new: 100, sampler: greedy, stop: vec![] }).unwrap();
+    let id = engine
+        .add(BatchRequest { prompt: vec![1; 36], max_new: 100, sampler: greedy, stop: vec![], constraint: None })
+        .unwrap();
     let events: Vec<StepEvent> = (0..10).flat_map(|_| engine.step().unwrap()).collect();
     assert_eq!(events.iter().filter(|e| matches!(e, StepEvent::Token { .. })).count(), 4);
     assert_eq!(events.last(), Some(&StepEvent::Finished { id, reason: FinishReason::Length }));
     // Requests that can never run are refused up front.
-    let bad =
-        |prompt: Vec<u32>, max_new: usize, sampler: Sampler| BatchRequest { prompt, max_new, sampler, stop: vec![] };
+    let bad = |prompt: Vec<u32>, max_new: usize, sampler: Sampler| BatchRequest {
+        prompt,
+        max_new,
+        sampler,
+        stop: vec![],
+        constraint: None,
+    };
     assert!(engine.add(bad(vec![], 4, greedy)).is_err(), "empty prompt");
     assert!(engine.add(bad(vec![1; 40], 4, greedy)).is_err(), "prompt fills the context");
     assert!(engine.add(bad(vec![99], 4, greedy)).is_err(), "token outside the vocabulary");
@@ -135,4 +151,52 @@ fn stop_tokens_abort_and_bad_requests() {
         BatchEngine::new(&model, SchedulerConfig { num_blocks: 2, block_size: 4, ..Default::default() }, &dev).unwrap();
     assert!(tiny.add(bad(vec![1; 5], 10, greedy)).is_err(), "needs more blocks than the pool has");
     assert!(BatchEngine::new(&model, SchedulerConfig { max_num_seqs: 0, ..Default::default() }, &dev).is_err());
+}
+
+/// Constrained sequences in a batch generate what `generate_constrained` generates alone, and a
+/// stop token is allowed only once the text is a whole match.
+#[test]
+fn constrained_sequences_in_a_batch_match_constrained_generation_alone() {
+    use kiln_infer::{generate_constrained, RegexConstraint};
+    use std::sync::Arc;
+    let dev = kiln_cpu::cpu();
+    let model = Gpt::new(GptConfig::llama(40, 64, 32, 2, 4, 2, 64), 4, &dev).unwrap();
+    // Token i spells one byte: digits, then letters; 39 is the end-of-sequence token.
+    let bytes: Vec<Option<Vec<u8>>> = (0..40u8)
+        .map(|i| match i {
+            0..=9 => Some(vec![b'0' + i]),
+            10..=35 => Some(vec![b'a' + i - 10]),
+            36 => Some(b"{".to_vec()),
+            37 => Some(b"}".to_vec()),
+            38 => Some(b"\"".to_vec()),
+            _ => None,
+        })
+        .collect();
+    let eos = 39;
+    let patterns = [r"[a-e]{2,6}[0-9]", r"\{[0-9]{1,3}\}", r"(ab|cd)+"];
+    let mut reqs = vec![];
+    let mut want = vec![];
+    for (i, p) in patterns.iter().enumerate() {
+        let c = Arc::new(RegexConstraint::new(p, bytes.clone()).unwrap());
+        for (j, temperature) in [0.0, 1.0].into_iter().enumerate() {
+            let sampler = Sampler { temperature, seed: (i * 7 + j) as u64, ..Sampler::default() };
+            let prompt: Vec<u32> = (0..3 + i as u32).map(|t| (t * 5 + j as u32) % 39).collect();
+            let (alone, _) =
+                generate_constrained(&model, &prompt, 12, &sampler, &c, Some(eos), &dev, |_| Ok(())).unwrap();
+            want.push(alone);
+            reqs.push(BatchRequest { prompt, max_new: 12, sampler, stop: vec![eos], constraint: Some(c.clone()) });
+        }
+    }
+    let mut engine =
+        BatchEngine::new(&model, SchedulerConfig { num_blocks: 32, block_size: 4, ..Default::default() }, &dev)
+            .unwrap();
+    let got = engine.run_all(reqs).unwrap();
+    for ((g, w), p) in got.iter().zip(&want).zip(patterns.iter().flat_map(|p| [p, p])) {
+        let g: Vec<u32> = g.iter().copied().filter(|&t| t != eos).collect();
+        assert_eq!(&g, w, "{p}");
+        let text: Vec<u8> = g.iter().flat_map(|&t| bytes[t as usize].clone().unwrap()).collect();
+        let re = regex_automata::meta::Regex::new(&format!("^(?:{p})")).unwrap();
+        assert!(re.is_match(&text), "{p}: {:?}", String::from_utf8_lossy(&text));
+    }
+    assert_eq!(engine.cache().blocks_in_use(), 0);
 }

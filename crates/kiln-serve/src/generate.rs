@@ -12,8 +12,9 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use kiln_infer::Sampler;
+use kiln_infer::{RegexConstraint, Sampler};
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use tokio::time::timeout_at;
@@ -29,6 +30,8 @@ struct Prepared {
     stop: Vec<String>,
     stream: bool,
     include_usage: bool,
+    /// `response_format`'s constraint.
+    constraint: Option<Arc<RegexConstraint>>,
 }
 
 fn body_error(r: BytesRejection) -> ApiError {
@@ -132,7 +135,14 @@ fn prepare(app: &AppState, endpoint: Endpoint, body: &[u8]) -> Result<Prepared, 
             Endpoint::Chat => s.opts.max_tokens_limit.min(room),
         },
     };
+    let constraint = match request::response_format(&f)? {
+        None => None,
+        Some(regex) => Some(Arc::new(RegexConstraint::new(&regex, s.tok.token_bytes()).map_err(|e| {
+            ApiError::invalid(format!("Cannot compile the response format: {e}"), Some("response_format"))
+        })?)),
+    };
     Ok(Prepared {
+        constraint,
         endpoint,
         prompt,
         echo,
@@ -161,6 +171,7 @@ async fn run(app: AppState, p: Prepared) -> Result<Response, ApiError> {
         deadline,
         timeout,
         events: tx,
+        constraint: p.constraint,
     })?;
     let tokio_deadline = tokio::time::Instant::from_std(deadline);
     match timeout_at(tokio_deadline, rx.recv()).await {

@@ -243,12 +243,38 @@ fn refuse_unsupported(f: &Fields) -> Result<(), ApiError> {
             return Err(unsupported(name, name));
         }
     }
-    if let Some(rf) = f.get("response_format") {
-        if rf.get("type").and_then(Value::as_str) != Some("text") {
-            return Err(unsupported("response_format", "a response format other than text"));
-        }
-    }
     Ok(())
+}
+
+/// `response_format`: `{"type": "text"}` (no constraint) or `{"type": "json_schema",
+/// "json_schema": {"schema": …}}`, whose schema becomes the regex the completion must match
+/// (constrained decoding). `json_object` (any JSON) is not a regular language: refused.
+pub fn response_format(f: &Fields) -> Result<Option<String>, ApiError> {
+    const P: &str = "response_format";
+    let Some(rf) = f.get(P) else { return Ok(None) };
+    match rf.get("type").and_then(Value::as_str) {
+        Some("text") => Ok(None),
+        Some("json_schema") => {
+            let schema = rf.get("json_schema").and_then(|j| j.get("schema")).ok_or_else(|| {
+                ApiError::invalid("'response_format.json_schema.schema' is required.", Some(P))
+                    .with_code("invalid_value")
+            })?;
+            kiln_infer::schema_to_regex(schema).map(Some).map_err(|e| {
+                ApiError::invalid(format!("Unsupported JSON schema: {e}"), Some(P)).with_code("invalid_value")
+            })
+        }
+        Some("json_object") => {
+            Err(unsupported(P, "json_object (any JSON is not a regular language: send a json_schema)"))
+        }
+        _ => Err(ApiError::invalid(
+            format!(
+                "'response_format.type' must be 'text' or 'json_schema', got {}.",
+                rf.get("type").unwrap_or(&Value::Null)
+            ),
+            Some(P),
+        )
+        .with_code("invalid_value")),
+    }
 }
 
 /// A completions prompt: text, or token ids given directly.

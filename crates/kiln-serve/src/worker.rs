@@ -9,7 +9,9 @@ use crate::metrics::Metrics;
 use crate::stop::StopMatcher;
 use kiln_core::Device;
 use kiln_data::{IncrementalDecoder, Tokenizer};
-use kiln_infer::{BatchEngine, BatchRequest, FinishReason, Sampler, SchedulerConfig, SeqId, StepEvent};
+use kiln_infer::{
+    BatchEngine, BatchRequest, FinishReason, RegexConstraint, Sampler, SchedulerConfig, SeqId, StepEvent,
+};
 use kiln_models::gpt::Gpt;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -72,6 +74,8 @@ pub struct Job {
     pub timeout: Duration,
     /// Where the events go.
     pub events: UnboundedSender<Event>,
+    /// `response_format` as a regex over the completion (constrained decoding).
+    pub constraint: Option<Arc<RegexConstraint>>,
 }
 
 /// The model and what the worker needs to turn tokens into text.
@@ -175,6 +179,7 @@ impl Worker {
             max_new: job.max_tokens,
             sampler: job.sampler,
             stop: self.stop_tokens.clone(),
+            constraint: job.constraint.clone(),
         };
         match engine.add(req) {
             Ok(id) => {

@@ -263,3 +263,64 @@ async fn penalties_change_greedy_output() {
     assert_eq!(status, 200, "{penalised}");
     assert!(distinct(&penalised) > distinct(&plain), "{plain} vs {penalised}");
 }
+
+/// `response_format` with a JSON schema constrains the completion: even a random model answers
+/// with JSON the schema accepts, streamed or not; `json_object` and unsupported schemas are 400s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_schema_response_format_constrains_the_output() {
+    let base = start(tiny(), ServeOptions::default()).await;
+    let c = reqwest::Client::new();
+    let url = format!("{base}/v1/chat/completions");
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "color": { "enum": ["red", "green", "blue"] },
+            "ok": { "type": "boolean" },
+            "n": { "type": "integer", "minimum": 0 },
+            "tag": { "type": "string", "maxLength": 5 }
+        },
+        "required": ["color", "ok", "n"]
+    });
+    let mut complete = 0;
+    for (seed, stream) in [(1, false), (2, false), (3, true)] {
+        let body = json!({
+            "model": "tiny",
+            "messages": [{ "role": "user", "content": "Describe it as JSON." }],
+            "max_tokens": 60, "temperature": 1.0, "seed": seed, "stream": stream,
+            "response_format": { "type": "json_schema", "json_schema": { "name": "thing", "schema": schema } }
+        });
+        let text = if stream {
+            let r = c.post(&url).json(&body).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            stream_text(&parse_sse(&r.text().await.unwrap()))
+        } else {
+            let (status, v) = post(&c, &url, &body).await;
+            assert_eq!(status, 200, "{v}");
+            v["choices"][0]["message"]["content"].as_str().unwrap().to_string()
+        };
+        eprintln!("seed {seed}: {text}");
+        // A random model may run out of tokens inside an integer; when it finishes, the text
+        // is valid JSON under the schema.
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
+            assert!(["red", "green", "blue"].contains(&v["color"].as_str().unwrap()), "{text}");
+            assert!(v["ok"].is_boolean() && v["n"].is_i64(), "{text}");
+            assert!(v.get("tag").is_none_or(|t| t.as_str().unwrap().chars().count() <= 5), "{text}");
+            complete += 1;
+        } else {
+            assert!(text.starts_with("{\"color\""), "{text}");
+        }
+    }
+    assert!(complete >= 1, "no completion finished its JSON");
+    for (rf, what) in [
+        (json!({ "type": "json_object" }), "json_object"),
+        (json!({ "type": "json_schema", "json_schema": { "schema": { "type": "object" } } }), "properties"),
+        (json!({ "type": "json_schema" }), "schema"),
+        (json!({ "type": "xml" }), "type"),
+    ] {
+        let body = json!({ "model": "tiny", "messages": [{ "role": "user", "content": "x" }], "response_format": rf });
+        let (status, v) = post(&c, &url, &body).await;
+        assert_eq!(status, 400, "{v}");
+        assert_eq!(v["error"]["param"], "response_format");
+        assert!(v["error"]["message"].as_str().unwrap().contains(what), "{v}");
+    }
+}
