@@ -5,6 +5,7 @@ mod bench;
 mod convert;
 mod embed;
 mod generate;
+mod inspect;
 mod plot;
 mod train;
 
@@ -126,6 +127,31 @@ enum Cmd {
         /// Largest max_tokens a request may ask for.
         #[arg(long, default_value_t = 4096)]
         max_tokens_limit: usize,
+    },
+    /// Look inside a model on a prompt: the logit lens per layer, attention heatmaps (PNG per
+    /// layer), and optionally linear probes for a token property on every layer.
+    Inspect {
+        /// A `.gguf` file, a Hugging Face directory or a kiln run directory.
+        #[arg(long, default_value = "runs/default")]
+        model: std::path::PathBuf,
+        /// The prompt to trace.
+        #[arg(long)]
+        prompt: String,
+        /// Folder for the attention heatmaps.
+        #[arg(long, default_value = "inspect")]
+        out: std::path::PathBuf,
+        /// Prompt positions shown in the logit-lens table (the last ones).
+        #[arg(long, default_value_t = 8)]
+        positions: usize,
+        /// Fit a linear probe per layer for this token property.
+        #[arg(long, value_enum)]
+        probe: Option<inspect::Property>,
+        /// Text for the probe's examples (default: the shipped corpus).
+        #[arg(long)]
+        probe_text: Option<std::path::PathBuf>,
+        /// Tokens of that text to use.
+        #[arg(long, default_value_t = 6000)]
+        probe_tokens: usize,
     },
     /// Perplexity on a text file as llama.cpp's llama-perplexity computes it (non-overlapping
     /// chunks of --ctx tokens, the second half of each scored).
@@ -507,6 +533,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             embed::run(&embed::EmbedArgs { model, file, batch, texts }, &kiln_cpu::cpu())?;
         }
         Cmd::Analyze(args) => analyze::run(&args)?,
+        Cmd::Inspect { model, prompt, out, positions, probe, probe_text, probe_tokens } => {
+            let args = inspect::InspectArgs { model, prompt, out, positions, probe, probe_text, probe_tokens };
+            inspect::run(&args, &kiln_cpu::cpu())?;
+        }
         Cmd::Serve {
             model,
             run,

@@ -34,12 +34,18 @@ pub fn loss_png(metrics: &Path, out: &Path) -> Result<()> {
     if train.is_empty() {
         return Ok(());
     }
-    FONT.call_once(|| {
-        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
-    });
+    register_font();
     let tmp = out.with_extension("tmp.png");
     draw(&tmp, &train, &val).map_err(|e| anyhow::anyhow!("drawing {}: {e}", out.display()))?;
     std::fs::rename(&tmp, out).with_context(|| format!("writing {}", out.display()))
+}
+
+/// Registers the embedded DejaVu Sans as plotters' "sans-serif" (once per process): the
+/// bitmap backend has no system fonts.
+pub fn register_font() {
+    FONT.call_once(|| {
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
+    });
 }
 
 /// Smooths the per-step training loss with a trailing mean over `w` steps.

@@ -45,6 +45,30 @@ fn train_resume_generate() {
     assert!(o.status.success(), "{}", stderr(&o));
     let s = String::from_utf8_lossy(&o.stdout);
     assert!(s.starts_with("the ") && s.trim_end().chars().count() >= 4 + 10, "{s:?}");
+    // kiln inspect on the run: logit lens table, one heatmap per layer, a probe table.
+    let pics = dir.path().join("inspect");
+    let o = kiln(&[
+        "inspect",
+        "--model",
+        &out_s,
+        "--prompt",
+        "the quick brown",
+        "--out",
+        &pics.display().to_string(),
+        "--probe",
+        "next-space",
+        "--probe-text",
+        &data,
+        "--probe-tokens",
+        "400",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("logit lens") && s.contains("| embed |") && s.contains("majority baseline"), "{s}");
+    let layers = std::fs::read_dir(&pics).unwrap().count();
+    assert!(layers >= 1 && pics.join("attention_layer0.png").exists());
+    let o = kiln(&["inspect", "--model", &out_s, "--prompt", ""]);
+    assert!(!o.status.success() && stderr(&o).contains("no tokens"), "{}", stderr(&o));
 }
 
 #[test]

@@ -85,3 +85,31 @@ fn invalid_configs_and_inputs_are_errors() {
     let cfg: GptConfig = serde_json::from_str(&serde_json::to_string(&GptConfig::gpt2_small()).unwrap()).unwrap();
     assert_eq!(cfg, GptConfig::gpt2_small());
 }
+
+/// The traced forward (explicit attention) gives the fused forward's logits; its attention rows
+/// are causal distributions; the logit lens of the last residual is the model's output.
+#[test]
+fn traced_forward_matches_and_exposes_attention() {
+    let dev = kiln_cpu::cpu();
+    for cfg in [GptConfig::gpt2(50, 32, 32, 2, 4), GptConfig::llama(50, 32, 32, 2, 4, 2, 64)] {
+        let model = Gpt::new(cfg.clone(), 9, &dev).unwrap();
+        let ids: Vec<u32> = (0..11).map(|i| (i * 7 % 50) as u32).collect();
+        let trace = model.trace(&ids).unwrap();
+        let x = Tensor::from_vec(ids.iter().map(|&t| t as i64).collect(), &[1, 11], &dev).unwrap();
+        let want = kiln_core::no_grad(|| model.forward(&x, None, false, 0)).unwrap().reshape(&[11, 50]).unwrap();
+        assert!(max_diff(&trace.logits, &want) < 1e-4, "{:?}", cfg.position);
+        assert_eq!(trace.residual.len(), 3);
+        assert_eq!(trace.attention.len(), 2);
+        let lens = model.logit_lens(&trace.residual[2]).unwrap();
+        assert!(max_diff(&lens, &want) < 1e-4);
+        let a = trace.attention[1].to_vec::<f32>().unwrap(); // (H,T,T)
+        for (r, row) in a.chunks(11).enumerate() {
+            let i = r % 11;
+            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+            assert!(row[i + 1..].iter().all(|&p| p == 0.0), "row {i} attends to the future");
+        }
+    }
+    let model = Gpt::new(GptConfig::gpt2(50, 8, 16, 1, 2), 0, &dev).unwrap();
+    assert!(model.trace(&[]).is_err());
+    assert!(model.trace(&[1; 9]).is_err());
+}

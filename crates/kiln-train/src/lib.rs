@@ -7,6 +7,7 @@
 
 mod adamw;
 mod clip;
+pub mod probe;
 pub mod run;
 pub mod schedule;
 

@@ -11,6 +11,7 @@
 mod config;
 mod gguf;
 mod hf;
+mod inspect;
 mod paged;
 mod quantized;
 
@@ -18,6 +19,7 @@ pub use config::{GptConfig, MlpKind, NormKind, PositionKind};
 pub use gguf::{config_from_gguf, hf_tensors_from_gguf};
 pub(crate) use hf::check_size;
 pub use hf::{load_hf_tensors, HF_MODEL_TYPES};
+pub use inspect::GptTrace;
 pub use quantized::{load_quantized, save_quantized};
 
 use kiln_core::module::{join, Module};
