@@ -1,8 +1,11 @@
 //! Reverse-mode automatic differentiation over a tape of coarse ops.
 //!
-//! Every op that has an input with `requires_grad` records a [`Node`]: its name, its inputs and a
+//! Every op that has an input with `requires_grad` records a [`Node`]: its name, a graph handle
+//! of each input ([`Input`]: id, shape, and the input's own node — not its buffer) and a
 //! backward closure holding exactly the state it saved (llm.c style: the forward decides what the
-//! backward needs). [`crate::Tensor::backward`] walks the nodes in reverse topological order,
+//! backward needs). So an intermediate tensor lives only as long as a closure saved it: the
+//! output of a bias add or a residual projection is freed during the forward pass, as in
+//! PyTorch, instead of staying alive until the backward reaches it. [`crate::Tensor::backward`] walks the nodes in reverse topological order,
 //! calls each closure once (it is `FnOnce`: the graph and its saved tensors are freed as it goes)
 //! and accumulates gradients into leaf tensors (`Tensor::grad`). Backward closures run in no-grad
 //! mode, so the backward builds no graph of its own.
@@ -14,7 +17,7 @@ use crate::{Error, Result, Tensor};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// A backward closure: given `dL/d(output)`, returns `dL/d(input_i)` for each recorded input
 /// (`None` where the input needs no gradient).
@@ -23,7 +26,27 @@ pub type BackwardFn = Box<dyn FnOnce(&Tensor) -> Result<Vec<Option<Tensor>>> + S
 /// One recorded op on the tape.
 pub struct Node {
     pub(crate) op: &'static str,
-    pub(crate) state: Mutex<Option<(Vec<Tensor>, BackwardFn)>>,
+    pub(crate) state: Mutex<Option<(Vec<Input>, BackwardFn)>>,
+}
+
+/// What the tape keeps of an op's input: enough to route its gradient (its id, shape, whether
+/// it wants one, and the node that made it), plus the tensor itself only for a leaf that
+/// accumulates a gradient (a parameter).
+#[derive(Clone)]
+pub(crate) struct Input {
+    id: usize,
+    dims: Vec<usize>,
+    requires_grad: bool,
+    node: Option<Arc<Node>>,
+    leaf: Option<Tensor>,
+}
+
+impl Input {
+    pub(crate) fn of(t: &Tensor) -> Input {
+        let node = t.node().cloned();
+        let leaf = (t.requires_grad() && node.is_none()).then(|| t.clone());
+        Input { id: t.id(), dims: t.dims().to_vec(), requires_grad: t.requires_grad(), node, leaf }
+    }
 }
 
 impl Node {
@@ -101,23 +124,23 @@ pub(crate) fn check_finite(op: &'static str, t: &Tensor) -> Result<()> {
 /// Reverse-mode sweep from `root` seeded with `seed` (same shape as `root`).
 pub(crate) fn backward(root: &Tensor, seed: Tensor) -> Result<()> {
     // Topological order by iterative DFS over nodes (post-order).
-    let mut order: Vec<Tensor> = Vec::new();
+    let mut order: Vec<Input> = Vec::new();
     let mut visited: HashMap<usize, ()> = HashMap::new();
-    let mut stack: Vec<(Tensor, bool)> = vec![(root.clone(), false)];
+    let mut stack: Vec<(Input, bool)> = vec![(Input::of(root), false)];
     while let Some((t, expanded)) = stack.pop() {
         if expanded {
             order.push(t);
             continue;
         }
-        if visited.insert(t.id(), ()).is_some() {
+        if visited.insert(t.id, ()).is_some() {
             continue;
         }
         stack.push((t.clone(), true));
-        if let Some(node) = t.node() {
+        if let Some(node) = &t.node {
             let guard = node.state.lock().unwrap_or_else(|e| e.into_inner());
             if let Some((inputs, _)) = guard.as_ref() {
                 for i in inputs {
-                    if i.requires_grad() && !visited.contains_key(&i.id()) {
+                    if i.requires_grad && !visited.contains_key(&i.id) {
                         stack.push((i.clone(), false));
                     }
                 }
@@ -129,12 +152,14 @@ pub(crate) fn backward(root: &Tensor, seed: Tensor) -> Result<()> {
     let mut grads: HashMap<usize, Tensor> = HashMap::new();
     grads.insert(root.id(), seed);
     for t in order.iter().rev() {
-        let Some(g) = grads.remove(&t.id()) else {
+        let Some(g) = grads.remove(&t.id) else {
             continue;
         };
-        let Some(node) = t.node() else {
+        let Some(node) = &t.node else {
             // A leaf: accumulate into `.grad`.
-            t.accumulate_grad(&g)?;
+            if let Some(leaf) = &t.leaf {
+                leaf.accumulate_grad(&g)?;
+            }
             continue;
         };
         let taken = node.state.lock().unwrap_or_else(|e| e.into_inner()).take();
@@ -155,15 +180,15 @@ pub(crate) fn backward(root: &Tensor, seed: Tensor) -> Result<()> {
         }
         for (inp, gi) in inputs.iter().zip(in_grads) {
             let Some(gi) = gi else { continue };
-            if !inp.requires_grad() {
+            if !inp.requires_grad {
                 continue;
             }
-            if gi.dims() != inp.dims() {
+            if gi.dims() != inp.dims.as_slice() {
                 return Err(Error::Autograd(format!(
                     "backward of `{}` produced a gradient of shape {:?} for an input of shape {:?}",
                     node.op,
                     gi.dims(),
-                    inp.dims()
+                    inp.dims
                 )));
             }
             if anomaly_mode() {
@@ -176,11 +201,11 @@ pub(crate) fn backward(root: &Tensor, seed: Tensor) -> Result<()> {
                     e => e,
                 })?;
             }
-            let acc = match grads.remove(&inp.id()) {
+            let acc = match grads.remove(&inp.id) {
                 Some(prev) => prev.add(&gi)?,
                 None => gi,
             };
-            grads.insert(inp.id(), acc);
+            grads.insert(inp.id, acc);
         }
     }
     Ok(())
@@ -192,12 +217,12 @@ impl Tensor {
     pub fn graph_ops(&self) -> Vec<&'static str> {
         let mut names: Vec<&'static str> = Vec::new();
         let mut seen: HashMap<usize, ()> = HashMap::new();
-        let mut stack = vec![self.clone()];
+        let mut stack = vec![Input::of(self)];
         while let Some(t) = stack.pop() {
-            if seen.insert(t.id(), ()).is_some() {
+            if seen.insert(t.id, ()).is_some() {
                 continue;
             }
-            let Some(node) = t.node() else { continue };
+            let Some(node) = &t.node else { continue };
             if !names.contains(&node.op) {
                 names.push(node.op);
             }

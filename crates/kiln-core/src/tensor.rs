@@ -18,7 +18,7 @@ struct Inner {
     dtype: DType,
     device: Device,
     requires_grad: bool,
-    node: Option<Node>,
+    node: Option<Arc<Node>>,
     grad: Mutex<Option<Tensor>>,
 }
 
@@ -62,7 +62,7 @@ impl Tensor {
         dtype: DType,
         device: Device,
         requires_grad: bool,
-        node: Option<Node>,
+        node: Option<Arc<Node>>,
     ) -> Tensor {
         Tensor(Arc::new(Inner {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
@@ -189,7 +189,7 @@ impl Tensor {
     pub fn is_leaf(&self) -> bool {
         self.0.node.is_none()
     }
-    pub(crate) fn node(&self) -> Option<&Node> {
+    pub(crate) fn node(&self) -> Option<&Arc<Node>> {
         self.0.node.as_ref()
     }
     /// Name of the op that produced this tensor, if recorded.
@@ -330,7 +330,10 @@ impl Tensor {
             return Ok(self);
         }
         let f: BackwardFn = Box::new(backward);
-        let node = Node { op, state: Mutex::new(Some((inputs.iter().map(|t| (*t).clone()).collect(), f))) };
+        // The node keeps graph handles of its inputs, not the inputs: an intermediate tensor's
+        // buffer is freed as soon as no closure saved it and no one else holds it.
+        let handles = inputs.iter().map(|t| autograd::Input::of(t)).collect();
+        let node = Arc::new(Node { op, state: Mutex::new(Some((handles, f))) });
         let Inner { storage, layout, dtype, device, .. } = &*self.0;
         Ok(Tensor::make(storage.clone(), layout.clone(), *dtype, device.clone(), true, Some(node)))
     }

@@ -102,22 +102,33 @@ impl Tensor {
         let la = self.layout().broadcast_as(&shape)?;
         let lb = rhs.layout().broadcast_as(&shape)?;
         let s = self.device().backend().binary(op, &**self.storage(), &la, &**rhs.storage(), &lb)?;
-        let (a, b) = (self.clone(), rhs.clone());
+        // Sums and differences need no input values in the backward: they keep none (a
+        // residual stream's branch output is then freed during the forward pass).
+        let keep = !matches!(op, BinaryOp::Add | BinaryOp::Sub);
+        let (a, b) = if keep { (Some(self.clone()), Some(rhs.clone())) } else { (None, None) };
+        let (need_a, need_b) = (self.requires_grad(), rhs.requires_grad());
+        let (dims_a, dims_b) = (self.dims().to_vec(), rhs.dims().to_vec());
         Tensor::from_op(s, &shape, self.device(), name, &[self, rhs], move |g| {
+            let saved = |t: &Option<Tensor>| {
+                t.clone().ok_or_else(|| crate::Error::Autograd(format!("backward of `{name}`: input not saved")))
+            };
             let (ga, gb) = match op {
                 BinaryOp::Add => (g.clone(), g.clone()),
                 BinaryOp::Sub => (g.clone(), g.neg()?),
-                BinaryOp::Mul => (g.mul(&b)?, g.mul(&a)?),
-                BinaryOp::Div => (g.div(&b)?, g.mul(&a)?.div(&b.sqr()?)?.neg()?),
+                BinaryOp::Mul => (g.mul(&saved(&b)?)?, g.mul(&saved(&a)?)?),
+                BinaryOp::Div => {
+                    let (a, b) = (saved(&a)?, saved(&b)?);
+                    (g.div(&b)?, g.mul(&a)?.div(&b.sqr()?)?.neg()?)
+                }
                 BinaryOp::Maximum | BinaryOp::Minimum => {
                     let c = if op == BinaryOp::Maximum { CmpOp::Ge } else { CmpOp::Le };
-                    let take_a = a.cmp(&b, c)?;
+                    let take_a = saved(&a)?.cmp(&saved(&b)?, c)?;
                     let zero = g.zeros_like()?;
                     (take_a.where_cond(g, &zero)?, take_a.where_cond(&zero, g)?)
                 }
             };
-            let ga = if a.requires_grad() { Some(ga.sum_to(a.dims())?) } else { None };
-            let gb = if b.requires_grad() { Some(gb.sum_to(b.dims())?) } else { None };
+            let ga = if need_a { Some(ga.sum_to(&dims_a)?) } else { None };
+            let gb = if need_b { Some(gb.sum_to(&dims_b)?) } else { None };
             Ok(vec![ga, gb])
         })
     }
