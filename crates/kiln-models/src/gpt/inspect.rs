@@ -6,7 +6,7 @@
 //! ops, so its probabilities can be returned; a test checks that the traced logits equal the
 //! fused forward's.
 
-use super::{Block, FeedForward, Gpt};
+use super::{Block, Gpt};
 use kiln_core::{no_grad, Error, Result, Tensor};
 use kiln_nn::position::RotaryEmbedding;
 
@@ -45,11 +45,7 @@ impl Block {
         let probs = scores.softmax()?; // over the last dim (keys)
         let y = probs.matmul(&v)?.transpose(1, 2)?.reshape(&[1, t, h * d])?;
         let x = x.add(&self.attn.c_proj.forward(&y)?)?;
-        let m = self.ln_2.forward(&x)?;
-        let m = match &self.mlp {
-            FeedForward::Mlp(f) => f.forward(&m)?,
-            FeedForward::SwiGlu(f) => f.forward(&m)?,
-        };
+        let m = self.mlp.forward(&self.ln_2.forward(&x)?)?;
         Ok((x.add(&m)?, probs.reshape(&[h, t, t])?))
     }
 }

@@ -77,6 +77,16 @@ pub enum FeedForward {
     SwiGlu(SwiGlu),
 }
 
+impl FeedForward {
+    /// The block on `x` (…, C).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            FeedForward::Mlp(m) => m.forward(x),
+            FeedForward::SwiGlu(m) => m.forward(x),
+        }
+    }
+}
+
 impl Module for FeedForward {
     fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor)) {
         match self {
@@ -141,11 +151,7 @@ impl Block {
     ) -> Result<Tensor> {
         let a = self.attn.forward(&self.ln_1.forward(x)?, rope, cache, drop.train, drop.seed)?;
         let x = x.add(&a.dropout(drop.p, drop.seed.wrapping_add(1), drop.train)?)?;
-        let h = self.ln_2.forward(&x)?;
-        let m = match &self.mlp {
-            FeedForward::Mlp(m) => m.forward(&h)?,
-            FeedForward::SwiGlu(m) => m.forward(&h)?,
-        };
+        let m = self.mlp.forward(&self.ln_2.forward(&x)?)?;
         x.add(&m.dropout(drop.p, drop.seed.wrapping_add(2), drop.train)?)
     }
 }

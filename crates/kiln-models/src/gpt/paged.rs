@@ -3,7 +3,7 @@
 //! all N tokens at once, so a decode step for S sequences is one (N, C)·(C, ·) GEMM per
 //! projection instead of S matrix-vector products; attention reads each sequence's own blocks.
 
-use super::{Block, FeedForward, Gpt};
+use super::{Block, Gpt};
 use kiln_core::ops::PagedBatch;
 use kiln_core::{no_grad, DType, Device, Error, Result, Tensor};
 use kiln_nn::attention::{PagedKvCache, PagedKvConfig};
@@ -19,12 +19,7 @@ impl Block {
         batch: &PagedBatch,
     ) -> Result<Tensor> {
         let x = x.add(&self.attn.forward_paged(&self.ln_1.forward(x)?, rope, kv, batch)?)?;
-        let h = self.ln_2.forward(&x)?;
-        let m = match &self.mlp {
-            FeedForward::Mlp(m) => m.forward(&h)?,
-            FeedForward::SwiGlu(m) => m.forward(&h)?,
-        };
-        x.add(&m)
+        x.add(&self.mlp.forward(&self.ln_2.forward(&x)?)?)
     }
 }
 
