@@ -13,6 +13,7 @@
 //!   precision and optimizer, ZeRO stages 1–3, the largest batch or context that fits;
 //! - [`kv_cache`](mod@kv_cache) — MHA/MQA/GQA and paged KV caches;
 //! - [`scaling`] and [`train_time`] — Chinchilla and Kaplan laws, training time, MFU/HFU;
+//! - [`roofline`](mod@roofline) — arithmetic intensity of every op against a machine balance;
 //! - [`report`] — every analysis as a text table or JSON, for `kiln analyze`.
 //!
 //! Conventions: 2 FLOPs per multiply–accumulate; sizes and exact counts are integers
@@ -32,6 +33,7 @@ pub mod memory;
 pub mod params;
 mod presets;
 pub mod report;
+pub mod roofline;
 pub mod scaling;
 mod table;
 pub mod train_time;
@@ -46,5 +48,6 @@ pub use memory::{model_states, training_memory, Optimizer, Precision, TrainingSe
 pub use params::{num_params, param_count, ParamCount};
 pub use presets::PRESETS;
 pub use report::Report;
+pub use roofline::{roofline, Bound, Phase, Roofline};
 pub use scaling::{Chinchilla, Kaplan};
 pub use train_time::{training_time, training_time_6nd};

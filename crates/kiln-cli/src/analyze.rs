@@ -1,11 +1,11 @@
 //! `kiln analyze`: the accounting formulas of `kiln-analysis` (parameters, FLOPs, memory, KV
-//! cache, training time, scaling laws) for a preset, a `config.json`, an HF directory, a kiln run
+//! cache, training time, scaling laws, roofline) for a preset, a `config.json`, an HF directory, a kiln run
 //! or a GGUF file, as a table or `--json`.
 
 use anyhow::{Context, Result};
 use kiln_analysis::memory::TrainingSetup;
 use kiln_analysis::report::{self, Report};
-use kiln_analysis::{Arch, Dtype, Optimizer, Precision, Recompute, ZeroStage};
+use kiln_analysis::{Arch, Dtype, Optimizer, Phase, Precision, Recompute, ZeroStage};
 use std::path::Path;
 
 /// What to compute.
@@ -23,6 +23,8 @@ pub enum What {
     TrainTime,
     /// Chinchilla/Kaplan compute-optimal sizes and predicted loss.
     Scaling,
+    /// Arithmetic intensity of each op of a prefill or decode step against a machine balance.
+    Roofline,
 }
 
 /// Options of `kiln analyze` (each analysis reads the ones it needs).
@@ -83,6 +85,12 @@ pub struct AnalyzeArgs {
     /// Compute budget in FLOPs for scaling laws.
     #[arg(long)]
     pub compute: Option<f64>,
+    /// Memory bandwidth for the roofline: bytes/s or a name (a100, h100-sxm, h200, …).
+    #[arg(long, default_value = "a100")]
+    pub bandwidth: String,
+    /// Roofline phase: prefill (B×S tokens at once) or decode (one token per sequence over S).
+    #[arg(long, default_value = "decode")]
+    pub phase: String,
 }
 
 /// Bytes from "80GiB", "512M", "1e9".
@@ -155,6 +163,16 @@ pub fn run(a: &AnalyzeArgs) -> Result<()> {
             render(report::train_time(&arch, tokens, a.devices, peak, a.mfu, None, Some(seq))?, a.json)?
         }
         What::Scaling => render(report::scaling(Some(&arch), a.compute)?, a.json)?,
+        What::Roofline => {
+            let phase = match a.phase.as_str() {
+                "prefill" => Phase::Prefill,
+                "decode" => Phase::Decode,
+                o => anyhow::bail!("--phase {o:?}: expected prefill or decode"),
+            };
+            let dtype: Dtype = a.dtype.parse()?;
+            let bw = kiln_analysis::roofline::bandwidth(&a.bandwidth)?;
+            render(kiln_analysis::roofline(&arch, phase, a.batch, seq, dtype.bits() / 8.0, peak, bw)?, a.json)?
+        }
     };
     println!("{out}");
     Ok(())

@@ -11,6 +11,7 @@ mod load;
 mod memory;
 mod params;
 mod report;
+mod roofline;
 mod scaling;
 mod train_time;
 
