@@ -176,7 +176,12 @@ fn probe(
         Some(p) => kiln_data::corpus::read_text(p)?,
         None => kiln_data::corpus::shipped()?,
     };
-    let mut ids = tok.encode(&text[..text.len().min(args.probe_tokens * 16)])?;
+    // Enough text for the tokens wanted (16 bytes each is ample), cut at a character boundary.
+    let mut end = text.len().min(args.probe_tokens.saturating_mul(16));
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut ids = tok.encode(&text[..end])?;
     ids.truncate(args.probe_tokens);
     anyhow::ensure!(ids.len() >= 50, "the probe text gives only {} tokens", ids.len());
     let bytes: Vec<Vec<u8>> = tok.token_bytes().into_iter().map(Option::unwrap_or_default).collect::<Vec<_>>();
@@ -202,7 +207,7 @@ fn probe(
     println!("| layer | train acc | test acc | majority baseline |\n|---|---|---|---|");
     for (l, f) in feats.iter().enumerate() {
         let x = Tensor::cat(&f.iter().collect::<Vec<_>>(), 0)?;
-        let r = kiln_train::probe::fit_linear_probe(&x, &labels, 2, 300, 3e-3, l as u64)?;
+        let r = kiln_train::probe::fit_linear_probe(&x, &labels, 2, 300, 3e-3)?;
         let name = if l == 0 { "embed".to_string() } else { format!("{l}") };
         println!("| {name} | {:.3} | {:.3} | {:.3} |", r.train_accuracy, r.test_accuracy, r.majority_baseline);
     }

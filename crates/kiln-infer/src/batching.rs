@@ -380,26 +380,12 @@ fn sample(s: &mut Sequence, logits: &[f32]) -> Result<Option<u32>> {
     let (Some(c), Some(state)) = (&s.req.constraint, s.dfa) else {
         return sampler.sample_in_context(logits, &s.tokens, from, draw).map(Some);
     };
-    let mut allowed = c.allowed(state);
-    allowed.resize(logits.len(), false);
-    let done = c.is_match(state);
-    for &e in &s.req.stop {
-        if let Some(a) = allowed.get_mut(e as usize) {
-            *a = done;
-        }
-    }
-    if !allowed.iter().any(|&a| a) {
+    let Some(allowed) = c.mask(state, logits.len(), &s.req.stop) else {
         return Ok(None);
-    }
-    let masked: Vec<f32> = logits.iter().zip(&allowed).map(|(&l, &a)| if a { l } else { f32::NEG_INFINITY }).collect();
-    let tok = sampler.sample_in_context(&masked, &s.tokens, from, draw)?;
+    };
+    let tok = sampler.sample_in_context(&crate::constrained::masked(logits, &allowed), &s.tokens, from, draw)?;
     if !s.req.stop.contains(&tok) {
-        let bytes = c.token_bytes(tok);
-        s.dfa = Some(
-            bytes
-                .and_then(|b| c.walk(state, b))
-                .ok_or_else(|| invalid(format!("sampled token {tok} outside the mask")))?,
-        );
+        s.dfa = Some(c.advance(state, tok)?);
     }
     Ok(Some(tok))
 }

@@ -70,6 +70,33 @@ impl RegexConstraint {
     pub fn allowed(&self, s: StateID) -> Vec<bool> {
         self.tokens.iter().map(|t| t.as_deref().is_some_and(|b| !b.is_empty() && self.walk(s, b).is_some())).collect()
     }
+
+    /// The mask over a vocabulary of `vocab` tokens at state `s`: [`RegexConstraint::allowed`],
+    /// with the `stop` tokens allowed exactly when the text so far is a whole match. `None`
+    /// when no token at all may come (a complete match nothing extends).
+    pub fn mask(&self, s: StateID, vocab: usize, stop: &[u32]) -> Option<Vec<bool>> {
+        let mut allowed = self.allowed(s);
+        allowed.resize(vocab, false);
+        let done = self.is_match(s);
+        for &e in stop {
+            if let Some(a) = allowed.get_mut(e as usize) {
+                *a = done;
+            }
+        }
+        allowed.iter().any(|&a| a).then_some(allowed)
+    }
+
+    /// The state after token `t` from `s`; an error when `t` is outside the mask of `s`.
+    pub fn advance(&self, s: StateID, t: u32) -> Result<StateID> {
+        self.token_bytes(t)
+            .and_then(|b| self.walk(s, b))
+            .ok_or_else(|| Error::Invalid { op: "RegexConstraint", msg: format!("sampled token {t} outside the mask") })
+    }
+}
+
+/// `logits` with the tokens `allowed` forbids set to −∞.
+pub(crate) fn masked(logits: &[f32], allowed: &[bool]) -> Vec<f32> {
+    logits.iter().zip(allowed).map(|(&l, &a)| if a { l } else { f32::NEG_INFINITY }).collect()
 }
 
 /// Generates up to `max_new` tokens after `prompt` whose text matches `constraint` (see the
@@ -109,31 +136,17 @@ pub fn generate_constrained(
         let mut history = prompt.to_vec();
         let mut input = ids(prompt)?;
         for i in 0..max_new {
-            let mut allowed = constraint.allowed(state);
-            allowed.resize(model.cfg.vocab_size, false);
-            let done = constraint.is_match(state);
-            if let Some(e) = eos.filter(|&e| (e as usize) < allowed.len()) {
-                allowed[e as usize] = done;
-            }
-            if !allowed.iter().any(|&a| a) {
+            let Some(allowed) = constraint.mask(state, model.cfg.vocab_size, eos.as_slice()) else {
                 // a whole match no token extends (or, without a match, a vocabulary that cannot
                 // spell any continuation)
-                return Ok((out, done));
-            }
-            let mut logits = model.forward_last(&input, Some(&mut caches))?.to_vec::<f32>()?;
-            logits.iter_mut().zip(&allowed).for_each(|(l, &a)| {
-                if !a {
-                    *l = f32::NEG_INFINITY;
-                }
-            });
-            let tok = sampler.sample_in_context(&logits, &history, prompt.len(), i as u64)?;
+                return Ok((out, constraint.is_match(state)));
+            };
+            let logits = model.forward_last(&input, Some(&mut caches))?.to_vec::<f32>()?;
+            let tok = sampler.sample_in_context(&masked(&logits, &allowed), &history, prompt.len(), i as u64)?;
             if Some(tok) == eos {
                 return Ok((out, true));
             }
-            let bytes = constraint.tokens.get(tok as usize).and_then(|b| b.as_deref());
-            state = bytes
-                .and_then(|b| constraint.walk(state, b))
-                .ok_or_else(|| bad(format!("sampled token {tok} outside the mask")))?;
+            state = constraint.advance(state, tok)?;
             on_token(tok)?;
             out.push(tok);
             history.push(tok);

@@ -35,12 +35,8 @@ struct Converter<'a> {
     root: &'a Value,
 }
 
-/// `x` as a regex literal.
+/// `x` as a regex literal (its metacharacters escaped).
 fn lit(x: &str) -> String {
-    regex_syntax_escape(x)
-}
-
-fn regex_syntax_escape(x: &str) -> String {
     let mut out = String::with_capacity(x.len());
     for c in x.chars() {
         if r"\.+*?()|[]{}^$".contains(c) {

@@ -48,14 +48,14 @@ fn accuracy(pred: &[usize], labels: &[usize]) -> f64 {
 }
 
 /// Fits a linear probe from `features` (N, C) f32 to `labels` (N, each below `classes`) with
-/// `steps` full-batch AdamW steps at learning rate `lr`; see the module docs.
+/// `steps` full-batch AdamW steps at learning rate `lr` (deterministic: the probe starts at the
+/// class prior, with zero weights); see the module docs.
 pub fn fit_linear_probe(
     features: &Tensor,
     labels: &[usize],
     classes: usize,
     steps: usize,
     lr: f64,
-    seed: u64,
 ) -> Result<ProbeResult> {
     let bad = |msg: String| Error::Invalid { op: "fit_linear_probe", msg };
     if features.rank() != 2 || features.dims()[0] != labels.len() {
@@ -85,7 +85,6 @@ pub fn fit_linear_probe(
     let (x_stop, y_stop) = (x_train.narrow(0, n_fit, n_train - n_fit)?, ids(n_fit..n_train)?);
     // Start at the prior: zero weights, biases the log class frequencies of the fitted part —
     // the majority-class predictor, which early stopping can only improve on.
-    let _ = seed;
     let mut counts = vec![1.0f64; classes]; // add-one smoothing
     labels[..n_fit].iter().for_each(|&l| counts[l] += 1.0);
     let total: f64 = counts.iter().sum();
@@ -145,13 +144,13 @@ mod tests {
         let xs = x.to_vec::<f32>().unwrap();
         // Label: the sign of a fixed direction (channels 2 − 5): linearly decodable.
         let linear: Vec<usize> = xs.chunks(c).map(|r| usize::from(r[2] - r[5] > 0.0)).collect();
-        let r = fit_linear_probe(&x, &linear, 2, 200, 0.05, 0).unwrap();
+        let r = fit_linear_probe(&x, &linear, 2, 200, 0.05).unwrap();
         assert!(r.test_accuracy > 0.9 && r.majority_baseline < 0.6, "{r:?}");
         // Label: an independent coin flip: nothing beyond the baseline (allowing for chance).
         let noise: Vec<usize> = (0..n).map(|i| (i * 7919 % 13) % 2).collect();
-        let r = fit_linear_probe(&x, &noise, 2, 200, 0.05, 0).unwrap();
+        let r = fit_linear_probe(&x, &noise, 2, 200, 0.05).unwrap();
         assert!(r.test_accuracy < r.majority_baseline + 0.12, "{r:?}");
-        assert!(fit_linear_probe(&x, &linear[..10], 2, 1, 0.1, 0).is_err());
-        assert!(fit_linear_probe(&x, &vec![3; n], 2, 1, 0.1, 0).is_err());
+        assert!(fit_linear_probe(&x, &linear[..10], 2, 1, 0.1).is_err());
+        assert!(fit_linear_probe(&x, &vec![3; n], 2, 1, 0.1).is_err());
     }
 }
