@@ -191,6 +191,16 @@ enum Cmd {
         /// Output directory (created; config.json, tokenizer.json, quantized.safetensors).
         #[arg(long)]
         out: std::path::PathBuf,
+        /// Quantize the blocks' matrices with GPTQ (error-compensating, calibrated on windows of
+        /// the run's training split) instead of rounding to nearest.
+        #[arg(long)]
+        gptq: bool,
+        /// GPTQ: calibration windows (of the model's context length).
+        #[arg(long, default_value_t = 128)]
+        calib_seqs: usize,
+        /// GPTQ: dampening, as a fraction of the Hessian's mean diagonal.
+        #[arg(long, default_value_t = 0.01)]
+        damp: f64,
     },
     /// Convert models: GGUF → safetensors, GGUF → Hugging Face directory, kiln run → Hugging
     /// Face directory.
@@ -448,8 +458,20 @@ fn main() {
     }
 }
 
+/// GPTQ settings of `kiln quantize`.
+struct Gptq {
+    seqs: usize,
+    damp: f64,
+}
+
 /// `kiln quantize`: a trained run's weights as ggml blocks in a new run directory.
-fn quantize(run: &std::path::Path, ty: &str, embed_ty: &str, out: &std::path::Path) -> anyhow::Result<()> {
+fn quantize(
+    run: &std::path::Path,
+    ty: &str,
+    embed_ty: &str,
+    out: &std::path::Path,
+    gptq: Option<Gptq>,
+) -> anyhow::Result<()> {
     use kiln_core::Module;
     use kiln_formats::GgmlType;
     let parse = |flag: &str, name: &str| {
@@ -462,7 +484,22 @@ fn quantize(run: &std::path::Path, ty: &str, embed_ty: &str, out: &std::path::Pa
     let dev = kiln_cpu::cpu();
     let (mut model, _) = generate::load_run(run, &dev)?;
     let f32_bytes: usize = model.named_parameters().iter().map(|(_, p)| p.numel() * 4).sum();
-    let q = model.quantize_weights(ty, embed_ty)?;
+    let start = std::time::Instant::now();
+    let q = match gptq {
+        None => model.quantize_weights(ty, embed_ty)?,
+        Some(Gptq { seqs, damp }) => {
+            anyhow::ensure!(seqs > 0, "--calib-seqs must be positive");
+            anyhow::ensure!(damp.is_finite() && damp >= 0.0, "--damp must be a non-negative number");
+            let calib = train::calibration_batches(run, seqs, model.cfg.n_positions, &dev)?;
+            let q = model.quantize_gptq(ty, embed_ty, &calib, damp)?;
+            eprintln!(
+                "GPTQ: {seqs} calibration windows of {} tokens, {:.1} s",
+                model.cfg.n_positions,
+                start.elapsed().as_secs_f64()
+            );
+            q
+        }
+    };
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     for f in ["config.json", "tokenizer.json"] {
         std::fs::copy(run.join(f), out.join(f)).with_context(|| format!("copying {f}"))?;
@@ -615,7 +652,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 (p.chunks * ctx) as f64 / t.elapsed().as_secs_f64()
             );
         }
-        Cmd::Quantize { run, ty, embed_type, out } => quantize(&run, &ty, &embed_type, &out)?,
+        Cmd::Quantize { run, ty, embed_type, out, gptq, calib_seqs, damp } => {
+            let gptq = gptq.then_some(Gptq { seqs: calib_seqs, damp });
+            quantize(&run, &ty, &embed_type, &out, gptq)?
+        }
         Cmd::Convert { from, to, to_format } => convert::run(&from, &to, to_format, &kiln_cpu::cpu())?,
         Cmd::Info => {
             let dev = kiln_cpu::cpu();

@@ -2,8 +2,8 @@
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use kiln_core::Device;
-use kiln_data::{corpus, Batcher, CharTokenizer, TokenFile, Tokenizer};
+use kiln_core::{Device, Tensor};
+use kiln_data::{corpus, Batcher, CharTokenizer, Split, TokenFile, Tokenizer};
 use kiln_infer::{generate, Sampler};
 use kiln_models::gpt::{Gpt, GptConfig};
 use kiln_train::run::{checkpoint_dir, evaluate, TrainConfig, Trainer};
@@ -312,4 +312,14 @@ pub fn validation_tokens(run: &Path) -> Result<Vec<u32>> {
     let n = tokens.len();
     let split_at = ((n as f64) * (1.0 - tcfg.val_fraction)).round() as usize;
     Ok((split_at.min(n)..n).map(|i| tokens.get(i)).collect())
+}
+
+/// `seqs` calibration windows of `context` tokens from a run's training split (seeded random
+/// windows, 8 per batch): what `kiln quantize --gptq` feeds the model.
+pub fn calibration_batches(run: &Path, seqs: usize, context: usize, device: &Device) -> Result<Vec<Tensor>> {
+    let tcfg: TrainConfig = read_json(&run.join("train.json"))?;
+    let tokens = TokenFile::open(&run.join("tokens.bin"))?;
+    let per = 8.min(seqs.max(1));
+    let mut batcher = Batcher::new(tokens, tcfg.val_fraction, per, context, tcfg.seed ^ 0x6770_7471)?;
+    (0..seqs.div_ceil(per) as u64).map(|i| Ok(batcher.batch(Split::Train, i, device)?.0)).collect()
 }

@@ -60,3 +60,47 @@ fn quantized_models_track_f32_and_round_trip_through_the_file() {
     let err = load_quantized(GptConfig::gpt2(40, 32, 64, 2, 4), &plain, &dev).unwrap_err().to_string();
     assert!(err.contains("not a kiln quantized model"), "{err}");
 }
+
+/// Mean squared difference.
+fn mse(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>() / a.len() as f64
+}
+
+/// GPTQ (sequential, calibrated on one set of token windows) moves the logits of *other*
+/// windows less than rounding to nearest does, at the same format and the same embedding type,
+/// and writes the same kind of file.
+#[test]
+fn gptq_tracks_f32_better_than_round_to_nearest() {
+    let dev = kiln_cpu::cpu();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = 7u64;
+    let mut tokens = |n: usize| -> Vec<i64> {
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 33) % 40) as i64
+            })
+            .collect()
+    };
+    let calib: Vec<Tensor> = (0..4).map(|_| Tensor::from_vec(tokens(8 * 32), &[8, 32], &dev).unwrap()).collect();
+    let held_out = tokens(32);
+    for cfg in [GptConfig::gpt2(40, 32, 64, 2, 4), GptConfig::llama(40, 32, 64, 2, 4, 2, 128)] {
+        let base = Gpt::new(cfg.clone(), 11, &dev).unwrap();
+        let want = logits(&base, &held_out);
+        for ty in [GgmlType::Q4_0, GgmlType::Q4_1] {
+            let mut rtn = base.clone();
+            let n_rtn = rtn.quantize_weights(ty, GgmlType::Q8_0).unwrap().len();
+            let mut gptq = base.clone();
+            let q = gptq.quantize_gptq(ty, GgmlType::Q8_0, &calib, 0.01).unwrap();
+            assert_eq!(q.len(), n_rtn, "{ty:?}: the same matrices are quantized");
+            let (e_rtn, e_gptq) = (mse(&logits(&rtn, &held_out), &want), mse(&logits(&gptq, &held_out), &want));
+            println!("{:?} {ty:?}: logits MSE round-to-nearest {e_rtn:.3e}, GPTQ {e_gptq:.3e}", cfg.mlp);
+            assert!(e_gptq < 0.8 * e_rtn, "{ty:?}: GPTQ {e_gptq:e} vs RTN {e_rtn:e}");
+            let path = dir.path().join("gptq.safetensors");
+            save_quantized(&gptq, &q, &path).unwrap();
+            let back = load_quantized(cfg.clone(), &path, &dev).unwrap();
+            assert_eq!(logits(&back, &held_out), logits(&gptq, &held_out));
+        }
+        assert!(base.clone().quantize_gptq(GgmlType::Q4_0, GgmlType::Q8_0, &[], 0.01).is_err());
+    }
+}

@@ -7,6 +7,7 @@
 //! [`kiln_core::Module`], so its parameters carry their canonical names.
 
 pub mod attention;
+mod calibration;
 mod embedding;
 pub mod ffn;
 mod init;
@@ -14,6 +15,7 @@ mod linear;
 pub mod norm;
 pub mod position;
 
+pub use calibration::InputGram;
 pub use embedding::Embedding;
 pub use init::{Init, SkipInitGuard};
 pub use linear::Linear;

@@ -3,7 +3,7 @@
 //! (seed 004 "quantization": decoding streams the weight bytes once per token, so fewer bytes
 //! per weight is proportionally faster).
 
-use crate::Init;
+use crate::{Init, InputGram};
 use kiln_core::module::{join, Module};
 use kiln_core::quant::QuantMatrix;
 use kiln_core::{DType, Device, Error, Result, Tensor};
@@ -21,6 +21,8 @@ pub struct Linear {
     pub bias: Option<Tensor>,
     /// The weight kept quantized (inference only; no gradient flows to it).
     pub quant: Option<Arc<dyn QuantMatrix>>,
+    /// When set, every forward adds its input's `xᵀ·x` here (GPTQ calibration).
+    pub calibration: Option<Arc<InputGram>>,
 }
 
 impl Linear {
@@ -30,6 +32,7 @@ impl Linear {
             weight: Init::Normal { std }.make(&[d_out, d_in], seed, device)?,
             bias: if bias { Some(Init::Zeros.make(&[d_out], seed, device)?) } else { None },
             quant: None,
+            calibration: None,
         })
     }
 
@@ -41,6 +44,9 @@ impl Linear {
 
     /// `x·Wᵀ + b`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(c) = &self.calibration {
+            c.observe(x)?;
+        }
         match &self.quant {
             None => x.linear(&self.weight, self.bias.as_ref()),
             Some(q) => quantized_linear(x, q, self.bias.as_ref()),

@@ -30,7 +30,12 @@ pub struct ProbeResult {
 
 /// A copy of the probe's current weights (a clone would share them and follow later steps).
 fn snapshot(p: &Linear) -> Result<Linear> {
-    Ok(Linear { weight: p.weight.copy()?, bias: p.bias.as_ref().map(Tensor::copy).transpose()?, quant: None })
+    Ok(Linear {
+        weight: p.weight.copy()?,
+        bias: p.bias.as_ref().map(Tensor::copy).transpose()?,
+        quant: None,
+        calibration: None,
+    })
 }
 
 /// Row-wise argmax of `logits` (N, K).
@@ -93,6 +98,7 @@ pub fn fit_linear_probe(
         weight: Tensor::zeros(&[classes, c], kiln_core::DType::F32, dev)?.requires_grad_(),
         bias: Some(Tensor::from_vec(prior, &[classes], dev)?.requires_grad_()),
         quant: None,
+        calibration: None,
     };
     let mut opt = AdamW::new(probe.named_parameters(), AdamWConfig { weight_decay: 0.01, ..Default::default() })?;
     let held_out = |p: &Linear| -> Result<f64> {

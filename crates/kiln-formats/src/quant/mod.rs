@@ -13,6 +13,7 @@
 
 mod float;
 mod ggml_type;
+mod gptq;
 mod kquants;
 mod legacy;
 mod matrix;
@@ -22,8 +23,9 @@ pub mod vec_dot;
 mod vec_dot_avx2;
 
 pub use ggml_type::{GgmlType, QK, QK_K};
+pub use gptq::gptq_quantize;
 pub use matrix::QMatrix;
-pub use quantize::{quantize, quantize_row_into};
+pub use quantize::{quantize, quantize_row_into, BlockGrid};
 
 use crate::error::{FormatError, Result};
 use rayon::prelude::*;

@@ -43,6 +43,7 @@ fn linear(d_in: usize, d_out: usize, random: bool, seed: u64, device: &Device) -
         weight: weight(&[d_out, d_in], random, seed, device)?,
         bias: Some(Init::Zeros.make(&[d_out], 0, device)?),
         quant: None,
+        calibration: None,
     })
 }
 

@@ -10,6 +10,7 @@
 
 mod config;
 mod gguf;
+mod gptq;
 mod hf;
 mod inspect;
 mod paged;

@@ -31,7 +31,7 @@ fn bad(msg: String) -> Error {
 }
 
 /// A layer that can hold its matrix quantized.
-enum Slot<'a> {
+pub(super) enum Slot<'a> {
     Linear(&'a mut Linear),
     Embedding(&'a mut Embedding),
 }
@@ -47,7 +47,7 @@ impl Slot<'_> {
 
 impl Gpt {
     /// The quantizable matrices by parameter name.
-    fn weight_slots(&mut self) -> Vec<(String, Slot<'_>)> {
+    pub(super) fn weight_slots(&mut self) -> Vec<(String, Slot<'_>)> {
         let mut v = vec![("transformer.wte.weight".to_string(), Slot::Embedding(&mut self.wte))];
         for (i, b) in self.h.iter_mut().enumerate() {
             let p = format!("transformer.h.{i}");
@@ -80,11 +80,19 @@ impl Gpt {
     /// bits), because the head's error lands on every logit directly — on a char-level model,
     /// 4-bit embeddings alone cost more perplexity than all the other matrices at 4 bits.
     pub fn quantize_weights(&mut self, ty: GgmlType, embed_ty: GgmlType) -> Result<Vec<(String, Arc<QMatrix>)>> {
+        self.round_to_nearest(|name| Some(if is_embedding(name) { embed_ty } else { ty }))
+    }
+
+    /// Rounds to nearest every matrix `type_of` gives a type (skipping those it maps to `None`,
+    /// those already quantized, and those whose rows are not whole blocks).
+    pub(super) fn round_to_nearest(
+        &mut self,
+        type_of: impl Fn(&str) -> Option<GgmlType>,
+    ) -> Result<Vec<(String, Arc<QMatrix>)>> {
         let params: HashMap<String, Tensor> = self.named_parameters().into_iter().collect();
         let mut out = Vec::new();
         for (name, mut slot) in self.weight_slots() {
-            let Some(w) = params.get(&name) else { continue };
-            let ty = if name == "transformer.wte.weight" || name == "lm_head.weight" { embed_ty } else { ty };
+            let (Some(w), Some(ty)) = (params.get(&name), type_of(&name)) else { continue };
             let d = w.dims().to_vec();
             if d.len() != 2 || !d[1].is_multiple_of(ty.block_size()) {
                 continue;
@@ -97,6 +105,11 @@ impl Gpt {
         }
         Ok(out)
     }
+}
+
+/// The token embeddings and an untied head: the matrices kept at `embed_ty`.
+pub(super) fn is_embedding(name: &str) -> bool {
+    name == "transformer.wte.weight" || name == "lm_head.weight"
 }
 
 /// Writes `model` (quantized by [`Gpt::quantize_weights`], which returned `quantized`) to

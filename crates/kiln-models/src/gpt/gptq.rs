@@ -1,0 +1,70 @@
+//! GPTQ post-training quantization of a [`Gpt`] (Frantar et al. 2022; seed ch. 22): the blocks'
+//! weight matrices are quantized one block at a time, each from the Gram matrix `Σ x·xᵀ` of the
+//! inputs it sees on calibration text ([`kiln_nn::InputGram`]) with the earlier blocks already
+//! quantized — GPTQ's sequential mode, so each block learns to compensate the error of the ones
+//! before it. The per-matrix solver is [`kiln_formats::quant::gptq_quantize`]; the output is
+//! the same ggml blocks as round-to-nearest ([`Gpt::quantize_weights`]), loaded and multiplied
+//! by the same kernels.
+//!
+//! Token embeddings (also the tied head) and an untied head are rounded to nearest at
+//! `embed_ty`, as in the GPTQ paper, which leaves embeddings and head at full precision.
+
+use super::quantized::{is_embedding, Slot};
+use super::Gpt;
+use kiln_core::{no_grad, Error, Result, Tensor};
+use kiln_formats::quant::gptq_quantize;
+use kiln_formats::{GgmlType, QMatrix};
+use kiln_nn::InputGram;
+use std::sync::Arc;
+
+fn bad(msg: String) -> Error {
+    Error::Invalid { op: "GPTQ", msg }
+}
+
+impl Gpt {
+    /// Quantizes every weight matrix: the blocks' by GPTQ at `ty` with calibration token
+    /// batches `calib` (each (B, T) I64) and relative dampening `damp` (0.01 in the paper), the
+    /// token embeddings and an untied head by rounding to nearest at `embed_ty`. Returns the
+    /// quantized matrices by parameter name, as [`Gpt::quantize_weights`] does.
+    pub fn quantize_gptq(
+        &mut self,
+        ty: GgmlType,
+        embed_ty: GgmlType,
+        calib: &[Tensor],
+        damp: f64,
+    ) -> Result<Vec<(String, Arc<QMatrix>)>> {
+        if calib.is_empty() {
+            return Err(bad("no calibration batches".into()));
+        }
+        // Embeddings first, so the calibration activations flow from the quantized table.
+        let mut out = self.round_to_nearest(|name| is_embedding(name).then_some(embed_ty))?;
+        for b in 0..self.h.len() {
+            let prefix = format!("transformer.h.{b}.");
+            let mut grams = Vec::new();
+            for (name, slot) in self.weight_slots() {
+                if let (true, Slot::Linear(l)) = (name.starts_with(&prefix), slot) {
+                    let g = Arc::new(InputGram::new(l.weight.dims()[1]));
+                    l.calibration = Some(g.clone());
+                    grams.push((name, g));
+                }
+            }
+            no_grad(|| calib.iter().try_for_each(|x| self.hidden(x, None, false, 0).map(drop)))?;
+            for (name, slot) in self.weight_slots() {
+                let Slot::Linear(l) = slot else { continue };
+                let Some((_, g)) = grams.iter().find(|(n, _)| *n == name) else { continue };
+                l.calibration = None;
+                let (rows, cols) = (l.weight.dims()[0], l.weight.dims()[1]);
+                if !cols.is_multiple_of(ty.block_size()) {
+                    continue;
+                }
+                let (gram, _) = g.get()?;
+                let w = l.weight.contiguous()?.to_vec::<f32>()?;
+                let q = gptq_quantize(ty, rows, cols, &w, &gram, damp).map_err(|e| bad(format!("{name}: {e}")))?;
+                let q = Arc::new(q);
+                l.quantize(q.clone())?;
+                out.push((name, q));
+            }
+        }
+        Ok(out)
+    }
+}
