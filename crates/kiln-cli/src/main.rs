@@ -41,6 +41,23 @@ enum Cmd {
         /// Tokens to sample after training (0 to skip).
         #[arg(long, default_value_t = 400)]
         sample_tokens: usize,
+        /// Prune the blocks' weight matrices while training: `magnitude:<sparsity>` (unstructured,
+        /// cubic ramp) or `N:M` (e.g. `2:4`: N kept of every M consecutive weights).
+        #[arg(long)]
+        prune: Option<String>,
+        /// Fraction of the run where pruning starts (magnitude: its ramp).
+        #[arg(long, default_value_t = 0.25)]
+        prune_start: f64,
+        /// Fraction of the run where magnitude pruning reaches its sparsity.
+        #[arg(long, default_value_t = 0.75)]
+        prune_end: f64,
+        /// Quantization-aware training: fake-quantize the blocks' matrices to q8_0, q4_0 or q4_1
+        /// (straight-through gradients to full-precision masters).
+        #[arg(long)]
+        qat: Option<String>,
+        /// Fraction of the run where quantization-aware training starts.
+        #[arg(long, default_value_t = 0.0)]
+        qat_start: f64,
     },
     /// Stream a continuation of a prompt from a trained run.
     Generate {
@@ -522,8 +539,31 @@ fn quantize(
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Train { preset, data, out, steps, resume, sample_tokens } => {
-            train::run(train::TrainArgs { preset, data, out, steps, resume, sample_tokens }, &kiln_cpu::cpu())?;
+        Cmd::Train {
+            preset,
+            data,
+            out,
+            steps,
+            resume,
+            sample_tokens,
+            prune,
+            prune_start,
+            prune_end,
+            qat,
+            qat_start,
+        } => {
+            let compress = (prune.is_some() || qat.is_some()).then(|| -> anyhow::Result<_> {
+                Ok(kiln_train::run::Compression {
+                    prune: prune.as_deref().map(kiln_train::Pruning::parse).transpose()?,
+                    prune_start,
+                    prune_end,
+                    qat,
+                    qat_start,
+                })
+            });
+            let compress = compress.transpose()?;
+            let args = train::TrainArgs { preset, data, out, steps, resume, sample_tokens, compress };
+            train::run(args, &kiln_cpu::cpu())?;
         }
         Cmd::Generate { run, model, chat, system, prompt, max_new_tokens, sampling, decoding } => {
             let sampler = sampling.sampler()?;

@@ -6,7 +6,7 @@ use kiln_core::{Device, Tensor};
 use kiln_data::{corpus, Batcher, CharTokenizer, Split, TokenFile, Tokenizer};
 use kiln_infer::{generate, Sampler};
 use kiln_models::gpt::{Gpt, GptConfig};
-use kiln_train::run::{checkpoint_dir, evaluate, TrainConfig, Trainer};
+use kiln_train::run::{checkpoint_dir, Compression, TrainConfig, Trainer};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -36,6 +36,7 @@ fn loop_cfg(steps: u64, batch_size: usize, max_lr: f64) -> TrainConfig {
         eval_batches: 20,
         val_fraction: 0.05,
         seed: 1337,
+        compress: Compression::default(),
     }
 }
 
@@ -92,6 +93,8 @@ pub struct TrainArgs {
     pub resume: bool,
     /// Characters/tokens to sample at the end.
     pub sample_tokens: usize,
+    /// Pruning / quantization-aware training for a new run (`None`: no such flag given).
+    pub compress: Option<Compression>,
 }
 
 fn write_json(path: &Path, v: &impl serde::Serialize) -> Result<()> {
@@ -109,6 +112,11 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 fn prepare(args: &TrainArgs) -> Result<(GptConfig, TrainConfig, Tokenizer)> {
     let out = &args.out;
     if args.resume {
+        if args.compress.is_some() {
+            bail!(
+                "--prune/--qat are fixed when a run starts (they are in its train.json); --resume continues with them"
+            );
+        }
         let mcfg: GptConfig = read_json(&out.join("config.json"))?;
         let mut tcfg: TrainConfig = read_json(&out.join("train.json"))?;
         let tok = Tokenizer::load(&out.join("tokenizer.json"))?;
@@ -136,6 +144,10 @@ fn prepare(args: &TrainArgs) -> Result<(GptConfig, TrainConfig, Tokenizer)> {
     mcfg.vocab_size = tok.vocab_size();
     mcfg.validate()?;
     let mut tcfg = p.train;
+    if let Some(c) = &args.compress {
+        c.validate()?;
+        tcfg.compress = c.clone();
+    }
     if let Some(s) = args.steps {
         tcfg.steps = s;
         tcfg.warmup_steps = (s / 20).max(1).min(tcfg.warmup_steps);
@@ -249,7 +261,7 @@ pub fn run(args: TrainArgs, device: &Device) -> Result<()> {
         let mfu = 100.0 * tps_avg * fpt / 1e9 / peak;
         let stopping = interrupt::requested();
         if step % tcfg.eval_every == 0 || step == tcfg.steps || stopping {
-            let v = evaluate(&trainer.model, &mut batcher, &tcfg, device)?;
+            let v = trainer.evaluate(&mut batcher, device)?;
             m.val_loss = Some(v);
             trainer.state.val_loss = Some(v);
             trainer.save(out)?;
@@ -258,8 +270,9 @@ pub fn run(args: TrainArgs, device: &Device) -> Result<()> {
         bar.set_position(step);
         bar.set_message(format!("loss {:.4} | {:.0} tok/s | MFU {mfu:.0}%", m.loss, tps_avg));
         if let Some(v) = m.val_loss {
+            let sparsity = m.sparsity.map(|s| format!("  sparsity {:.1}%", 100.0 * s)).unwrap_or_default();
             say(format!(
-                "step {step:>5}/{}  loss {:.4}  val {v:.4}  {:.0} tok/s  MFU {mfu:.0}%",
+                "step {step:>5}/{}  loss {:.4}  val {v:.4}  {:.0} tok/s  MFU {mfu:.0}%{sparsity}",
                 tcfg.steps, m.loss, tps_avg
             ));
             crate::plot::loss_png(&metrics_path, &out.join("loss.png"))?;

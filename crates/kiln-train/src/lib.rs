@@ -8,9 +8,13 @@
 mod adamw;
 mod clip;
 pub mod probe;
+mod prune;
+mod qat;
 pub mod run;
 pub mod schedule;
 
 pub use adamw::{AdamW, AdamWConfig};
 pub use clip::clip_grad_norm;
+pub use prune::Pruning;
+pub use qat::FakeQuant;
 pub use schedule::{ConstantSchedule, LrSchedule, NoamSchedule, WarmupCosine};

@@ -7,9 +7,9 @@
 //! swapped in by renames, so a crash mid-save leaves the previous checkpoint intact. Batches are
 //! indexed by step and dropout is seeded by step, so resuming continues bit-exactly.
 
-use crate::{clip_grad_norm, AdamW, AdamWConfig, LrSchedule, WarmupCosine};
+use crate::{clip_grad_norm, AdamW, AdamWConfig, FakeQuant, LrSchedule, Pruning, WarmupCosine};
 use kiln_core::ops::CrossEntropyOpts;
-use kiln_core::{no_grad, safetensors, Device, Error, Module, Result};
+use kiln_core::{no_grad, safetensors, Device, Error, Module, Result, Tensor};
 use kiln_data::{Batcher, Split};
 use kiln_models::gpt::Gpt;
 use serde::{Deserialize, Serialize};
@@ -43,6 +43,60 @@ pub struct TrainConfig {
     pub val_fraction: f64,
     /// Seed of initialisation, batches and dropout.
     pub seed: u64,
+    /// Pruning and quantization-aware training of the blocks' weight matrices (none by default).
+    #[serde(default)]
+    pub compress: Compression,
+}
+
+/// Model compression during training, applied to the blocks' weight matrices (attention and MLP
+/// projections; not embeddings, norms or biases). Fractions are of the run's `steps`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Compression {
+    /// Pruning after every optimizer step ([`Pruning`]).
+    pub prune: Option<Pruning>,
+    /// Where pruning starts (magnitude: where its cubic ramp starts).
+    pub prune_start: f64,
+    /// Where magnitude pruning reaches its final sparsity.
+    pub prune_end: f64,
+    /// Fake quantization with straight-through gradients to this ggml type (`q8_0`, `q4_0`,
+    /// `q4_1`; [`FakeQuant`]).
+    pub qat: Option<String>,
+    /// Where quantization-aware training starts.
+    pub qat_start: f64,
+}
+
+impl Default for Compression {
+    /// Nothing pruned or fake-quantized; pruning would ramp over the middle half of the run.
+    fn default() -> Self {
+        Compression { prune: None, prune_start: 0.25, prune_end: 0.75, qat: None, qat_start: 0.0 }
+    }
+}
+
+impl Compression {
+    /// Errors for bad fractions, a bad pruning or an unknown QAT type.
+    pub fn validate(&self) -> Result<()> {
+        let frac = |f: f64| (0.0..=1.0).contains(&f);
+        if !(frac(self.prune_start) && frac(self.prune_end) && frac(self.qat_start))
+            || self.prune_start > self.prune_end
+        {
+            return Err(Error::Invalid {
+                op: "Compression",
+                msg: format!(
+                    "prune_start {} ≤ prune_end {} and qat_start {} must be fractions of the run in [0, 1]",
+                    self.prune_start, self.prune_end, self.qat_start
+                ),
+            });
+        }
+        if let Some(p) = &self.prune {
+            p.validate()?;
+        }
+        self.fake_quant().map(drop)
+    }
+
+    fn fake_quant(&self) -> Result<Option<FakeQuant>> {
+        self.qat.as_deref().map(FakeQuant::parse).transpose()
+    }
 }
 
 /// Progress of a run, saved with each checkpoint.
@@ -69,6 +123,9 @@ pub struct StepMetrics {
     pub val_loss: Option<f64>,
     /// Training tokens per second over this step.
     pub tok_per_s: f64,
+    /// Fraction of zeros in the pruned matrices after this step, when pruning.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sparsity: Option<f64>,
 }
 
 fn io(path: &Path, e: impl std::fmt::Display) -> Error {
@@ -104,14 +161,67 @@ pub struct Trainer {
     pub cfg: TrainConfig,
     /// Progress.
     pub state: TrainState,
+    /// The matrices pruning and QAT act on (the blocks' 2-d weights).
+    compressed: Vec<Tensor>,
 }
 
 impl Trainer {
     /// A fresh trainer for `model`.
     pub fn new(model: Gpt, cfg: TrainConfig) -> Result<Trainer> {
+        cfg.compress.validate()?;
         let opt =
             AdamW::new(model.named_parameters(), AdamWConfig { weight_decay: cfg.weight_decay, ..Default::default() })?;
-        Ok(Trainer { model, opt, cfg, state: TrainState::default() })
+        let compressed = model
+            .named_parameters()
+            .into_iter()
+            .filter(|(n, p)| n.starts_with("transformer.h.") && p.rank() == 2)
+            .map(|(_, p)| p)
+            .collect();
+        Ok(Trainer { model, opt, cfg, state: TrainState::default(), compressed })
+    }
+
+    /// The step index where a fraction of the run starts.
+    fn at(&self, fraction: f64) -> u64 {
+        (fraction * self.cfg.steps as f64).round() as u64
+    }
+
+    /// The fake quantization in force at `step` (0-based), if any.
+    fn qat_at(&self, step: u64) -> Result<Option<FakeQuant>> {
+        let c = &self.cfg.compress;
+        Ok(c.fake_quant()?.filter(|_| step >= self.at(c.qat_start)))
+    }
+
+    /// Runs `f` with the compressed matrices fake-quantized when QAT is in force at `step`
+    /// (master weights restored afterwards, also on error).
+    fn with_qat<T>(&self, step: u64, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
+        let Some(fq) = self.qat_at(step)? else { return f(self) };
+        let masters = fq.swap_in(&self.compressed)?;
+        let out = f(self);
+        FakeQuant::restore(&self.compressed, &masters)?;
+        out
+    }
+
+    /// Validation loss ([`evaluate`]) of the model as training sees it at the current step
+    /// (fake-quantized weights once QAT is in force).
+    pub fn evaluate(&self, batcher: &mut Batcher, device: &Device) -> Result<f64> {
+        self.with_qat(self.state.step.saturating_sub(1), |t| evaluate(&t.model, batcher, &t.cfg, device))
+    }
+
+    /// Prunes the compressed matrices to the schedule's sparsity at `step` (1-based, after its
+    /// update); returns the fraction of zeros, or `None` when not pruning.
+    fn prune(&self, step: u64) -> Result<Option<f64>> {
+        let c = &self.cfg.compress;
+        let Some(p) = c.prune else { return Ok(None) };
+        let s = p.sparsity_at(step, self.at(c.prune_start).max(1), self.at(c.prune_end).max(1));
+        if s == 0.0 {
+            return Ok(Some(0.0));
+        }
+        let (mut zeros, mut total) = (0, 0);
+        for w in &self.compressed {
+            zeros += p.apply_(w, s)?;
+            total += w.numel();
+        }
+        Ok(Some(zeros as f64 / total.max(1) as f64))
     }
 
     /// One optimizer step (with gradient accumulation); returns its metrics.
@@ -119,19 +229,21 @@ impl Trainer {
         let start = std::time::Instant::now();
         let step = self.state.step;
         let accum = self.cfg.grad_accum.max(1);
-        let mut loss_sum = 0.0;
-        let mut tokens = 0;
-        for micro in 0..accum {
-            let index = step * accum as u64 + micro as u64;
-            let (x, y) = batcher
-                .batch(Split::Train, index, device)
-                .map_err(|e| Error::Invalid { op: "train", msg: e.to_string() })?;
-            tokens += x.numel();
-            let seed = self.cfg.seed ^ index.wrapping_mul(0x2545_F491_4F6C_DD1D);
-            let loss = self.model.forward(&x, None, true, seed)?.cross_entropy(&y, CrossEntropyOpts::default())?;
-            loss_sum += loss.to_scalar()?;
-            loss.scale(1.0 / accum as f64)?.backward()?;
-        }
+        let (loss_sum, tokens) = self.with_qat(step, |t| {
+            let (mut loss_sum, mut tokens) = (0.0, 0);
+            for micro in 0..accum {
+                let index = step * accum as u64 + micro as u64;
+                let (x, y) = batcher
+                    .batch(Split::Train, index, device)
+                    .map_err(|e| Error::Invalid { op: "train", msg: e.to_string() })?;
+                tokens += x.numel();
+                let seed = t.cfg.seed ^ index.wrapping_mul(0x2545_F491_4F6C_DD1D);
+                let loss = t.model.forward(&x, None, true, seed)?.cross_entropy(&y, CrossEntropyOpts::default())?;
+                loss_sum += loss.to_scalar()?;
+                loss.scale(1.0 / accum as f64)?.backward()?;
+            }
+            Ok((loss_sum, tokens))
+        })?;
         let grad_norm = clip_grad_norm(
             &self.opt.params(),
             if self.cfg.grad_clip > 0.0 { self.cfg.grad_clip } else { f64::INFINITY },
@@ -140,6 +252,7 @@ impl Trainer {
         self.opt.step(lr)?;
         self.opt.zero_grad();
         self.state.step += 1;
+        let sparsity = self.prune(self.state.step)?;
         let secs = start.elapsed().as_secs_f64();
         Ok(StepMetrics {
             step: self.state.step,
@@ -148,6 +261,7 @@ impl Trainer {
             grad_norm,
             val_loss: None,
             tok_per_s: tokens as f64 / secs,
+            sparsity,
         })
     }
 

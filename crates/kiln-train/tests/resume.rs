@@ -6,7 +6,8 @@
 use kiln_core::Module;
 use kiln_data::{Batcher, TokenFile};
 use kiln_models::gpt::{Gpt, GptConfig};
-use kiln_train::run::{checkpoint_dir, TrainConfig, Trainer};
+use kiln_train::run::{checkpoint_dir, Compression, TrainConfig, Trainer};
+use kiln_train::Pruning;
 
 fn setup(dir: &std::path::Path) -> (GptConfig, TrainConfig) {
     let toks: Vec<u32> = (0..5000u32).map(|i| (i * 7 + i / 13) % 40).collect();
@@ -26,6 +27,7 @@ fn setup(dir: &std::path::Path) -> (GptConfig, TrainConfig) {
         eval_batches: 2,
         val_fraction: 0.1,
         seed: 7,
+        compress: Compression::default(),
     };
     (model, train)
 }
@@ -38,29 +40,49 @@ fn weights(m: &Gpt) -> Vec<Vec<f32>> {
     m.named_parameters().into_iter().map(|(_, t)| t.to_vec::<f32>().unwrap()).collect()
 }
 
+/// 10 steps + save + resume + 10 steps equals 20 straight steps — also with magnitude pruning
+/// ramping and quantization-aware training switching on mid-run.
 #[test]
 fn resume_is_bit_exact() {
     let dev = kiln_cpu::cpu();
     let dir = tempfile::tempdir().unwrap();
-    let (mcfg, tcfg) = setup(dir.path());
+    let (mcfg, plain) = setup(dir.path());
+    let compressed = TrainConfig {
+        compress: Compression {
+            prune: Some(Pruning::Magnitude { sparsity: 0.5 }),
+            qat: Some("q4_0".into()),
+            qat_start: 0.3,
+            ..Compression::default()
+        },
+        ..plain.clone()
+    };
+    for tcfg in [plain, compressed] {
+        let _ = std::fs::remove_dir_all(dir.path().join("checkpoint"));
+        resume_matches_straight(dir.path(), &mcfg, &tcfg, &dev);
+    }
+}
+
+fn resume_matches_straight(dir: &std::path::Path, mcfg: &GptConfig, tcfg: &TrainConfig, dev: &kiln_core::Device) {
+    let dev = dev.clone();
+    let (mcfg, tcfg) = (mcfg.clone(), tcfg.clone());
 
     let mut straight = Trainer::new(Gpt::new(mcfg.clone(), tcfg.seed, &dev).unwrap(), tcfg.clone()).unwrap();
-    let mut b = batcher(dir.path(), &tcfg);
+    let mut b = batcher(dir, &tcfg);
     let losses: Vec<f64> = (0..20).map(|_| straight.step(&mut b, &dev).unwrap().loss).collect();
     assert!(losses[19] < losses[0], "training reduces the loss: {losses:?}");
 
     let mut first = Trainer::new(Gpt::new(mcfg.clone(), tcfg.seed, &dev).unwrap(), tcfg.clone()).unwrap();
-    let mut b = batcher(dir.path(), &tcfg);
+    let mut b = batcher(dir, &tcfg);
     for _ in 0..10 {
         first.step(&mut b, &dev).unwrap();
     }
-    first.save(dir.path()).unwrap();
+    first.save(dir).unwrap();
     drop(first);
     // A different seed proves the weights really come from the checkpoint.
     let mut resumed = Trainer::new(Gpt::new(mcfg.clone(), 999, &dev).unwrap(), tcfg.clone()).unwrap();
-    resumed.load(dir.path(), &dev).unwrap();
+    resumed.load(dir, &dev).unwrap();
     assert_eq!(resumed.state.step, 10);
-    let mut b = batcher(dir.path(), &tcfg);
+    let mut b = batcher(dir, &tcfg);
     let tail: Vec<f64> = (0..10).map(|_| resumed.step(&mut b, &dev).unwrap().loss).collect();
     assert_eq!(tail, losses[10..].to_vec());
     assert_eq!(weights(&resumed.model), weights(&straight.model));
