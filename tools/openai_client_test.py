@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Checks a running kiln serve (or any OpenAI-compatible server) with the official `openai`
 Python client (`pip install openai`): completions, chat, streaming (concatenated deltas equal
-the whole response for the same seed), stop strings, /v1/models, and malformed requests
-(unknown model -> 404 NotFoundError, bad sampling values -> 400 BadRequestError).
+the whole response for the same seed), stop strings, n > 1, logprobs, /v1/models, and
+malformed requests (unknown model -> 404 NotFoundError, bad sampling values -> 400
+BadRequestError).
 
     cargo run --release -p kiln-serve --example serve_random -- --port 8000 &
     python3 tools/openai_client_test.py --base-url http://127.0.0.1:8000/v1
@@ -117,6 +118,39 @@ def main() -> int:
         text = "".join((c.choices[0].delta.content or "") for c in chunks if c.choices)
         assert text == whole.get("chat"), f"{text!r} != {whole.get('chat')!r}"
         assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens <= 24, chunks[-1]
+
+    @check("chat.completions.create n=2 (seeded choices)")
+    def _():
+        r = client.chat.completions.create(model=model, messages=messages, max_tokens=16, n=2, **sampling)
+        assert [c.index for c in r.choices] == [0, 1], r.choices
+        one = client.chat.completions.create(model=model, messages=messages, max_tokens=16,
+                                             **{**sampling, "seed": sampling["seed"] + 1})
+        assert r.choices[1].message.content == one.choices[0].message.content
+        assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens, r.usage
+
+    @check("chat.completions.create logprobs + top_logprobs")
+    def _():
+        r = client.chat.completions.create(model=model, messages=messages, max_tokens=12, logprobs=True,
+                                           top_logprobs=3, **sampling)
+        content = r.choices[0].logprobs.content
+        assert content, r.choices[0].logprobs
+        assert "".join(t.token for t in content) == r.choices[0].message.content
+        for t in content:
+            assert t.logprob <= 0 and len(t.top_logprobs) == 3 and t.bytes == list(t.token.encode())
+            assert t.top_logprobs[0].logprob >= t.top_logprobs[-1].logprob
+        chunks = list(client.chat.completions.create(model=model, messages=messages, max_tokens=12, logprobs=True,
+                                                     top_logprobs=3, stream=True, **sampling))
+        streamed = [t for c in chunks if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+        assert [t.token for t in streamed] == [t.token for t in content]
+
+    @check("completions.create logprobs=2")
+    def _():
+        r = client.completions.create(model=model, prompt=prompt, max_tokens=10, logprobs=2, temperature=0)
+        lp = r.choices[0].logprobs
+        assert "".join(lp.tokens) == r.choices[0].text
+        assert len(lp.token_logprobs) == len(lp.tokens) == len(lp.top_logprobs) == len(lp.text_offset)
+        for tok, chosen, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
+            assert abs(max(top.values()) - chosen) < 1e-6, (tok, chosen, top)  # greedy takes the top token
 
     @check("malformed: unknown model -> 404 NotFoundError")
     def _():

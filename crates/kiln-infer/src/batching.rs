@@ -15,7 +15,7 @@
 //!    last token samples its next token (a sequence's draws are indexed by its own token count,
 //!    so batching and preemption never change what it generates).
 
-use crate::{RegexConstraint, Sampler};
+use crate::{token_logprobs, RegexConstraint, Sampler, TokenLogprobs};
 use kiln_core::{DType, Device, Error, Result, Tensor};
 use kiln_models::gpt::Gpt;
 use kiln_nn::attention::{PagedKvCache, SeqId};
@@ -67,6 +67,9 @@ pub struct BatchRequest {
     /// Constrained decoding: the output must match this regex (a stop token is allowed only
     /// once it does, and the sequence ends when no token can extend it).
     pub constraint: Option<Arc<RegexConstraint>>,
+    /// Return each sampled token's log-probability and this many most likely alternatives
+    /// ([`TokenLogprobs`], from the raw logits); `None`: none.
+    pub logprobs: Option<usize>,
 }
 
 /// Why a sequence ended.
@@ -79,7 +82,7 @@ pub enum FinishReason {
 }
 
 /// What one step produced for one sequence.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum StepEvent {
     /// Sequence `id` sampled `token`.
     Token {
@@ -87,6 +90,8 @@ pub enum StepEvent {
         id: SeqId,
         /// Its new token.
         token: u32,
+        /// Its log-probabilities, when the request asked for them.
+        logprobs: Option<TokenLogprobs>,
     },
     /// Sequence `id` ended (after its last `Token`); its blocks are free.
     Finished {
@@ -337,7 +342,9 @@ impl<'m> BatchEngine<'m> {
             };
             s.tokens.push(tok);
             self.stats.sampled_tokens += 1;
-            events.push(StepEvent::Token { id: s.id, token: tok });
+            let row = &logits[r * v..(r + 1) * v];
+            let logprobs = s.req.logprobs.map(|k| token_logprobs(row, tok, k));
+            events.push(StepEvent::Token { id: s.id, token: tok, logprobs });
             let reason = if s.req.stop.contains(&tok) {
                 Some(FinishReason::Stop)
             } else if s.generated() >= s.req.max_new || s.tokens.len() >= self.model.cfg.n_positions {
@@ -363,7 +370,7 @@ impl<'m> BatchEngine<'m> {
         let first = ids.first().copied().unwrap_or(0);
         while self.has_work() {
             for e in self.step()? {
-                if let StepEvent::Token { id, token } = e {
+                if let StepEvent::Token { id, token, .. } = e {
                     out[(id - first) as usize].push(token);
                 }
             }

@@ -12,6 +12,7 @@ mod batching;
 mod beam;
 mod constrained;
 mod json_schema;
+mod logprobs;
 mod perplexity;
 mod speculative;
 
@@ -20,6 +21,7 @@ pub use beam::{beam_search, BeamSearch, Hypothesis};
 pub use constrained::{generate_constrained, RegexConstraint};
 pub use json_schema::schema_to_regex;
 pub use kiln_nn::attention::SeqId;
+pub use logprobs::{token_logprobs, TokenLogprobs};
 pub use perplexity::{perplexity, Perplexity};
 pub use speculative::{accept_or_resample, generate_speculative, SpecStats};
 

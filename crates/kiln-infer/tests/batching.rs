@@ -28,7 +28,7 @@ fn requests(n: usize, vocab: u32) -> Vec<BatchRequest> {
                     ..Sampler::default()
                 }
             };
-            BatchRequest { prompt, max_new: 6 + 5 * (i % 4), sampler, stop: vec![], constraint: None }
+            BatchRequest { prompt, max_new: 6 + 5 * (i % 4), sampler, stop: vec![], constraint: None, logprobs: None }
         })
         .collect()
 }
@@ -103,10 +103,18 @@ fn stop_tokens_abort_and_bad_requests() {
             sampler: greedy,
             stop: vec![free[2]],
             constraint: None,
+            logprobs: None,
         })
         .unwrap();
     let b = engine
-        .add(BatchRequest { prompt: prompt.clone(), max_new: 30, sampler: greedy, stop: vec![], constraint: None })
+        .add(BatchRequest {
+            prompt: prompt.clone(),
+            max_new: 30,
+            sampler: greedy,
+            stop: vec![],
+            constraint: None,
+            logprobs: None,
+        })
         .unwrap();
     let mut events = vec![];
     for _ in 0..3 {
@@ -115,7 +123,7 @@ fn stop_tokens_abort_and_bad_requests() {
     let a_tokens: Vec<u32> = events
         .iter()
         .filter_map(|e| match e {
-            StepEvent::Token { id, token } if *id == a => Some(*token),
+            StepEvent::Token { id, token, .. } if *id == a => Some(*token),
             _ => None,
         })
         .collect();
@@ -130,7 +138,14 @@ fn stop_tokens_abort_and_bad_requests() {
     assert!(!engine.has_work());
     // The context bounds a sequence: it finishes with Length at n_positions.
     let id = engine
-        .add(BatchRequest { prompt: vec![1; 36], max_new: 100, sampler: greedy, stop: vec![], constraint: None })
+        .add(BatchRequest {
+            prompt: vec![1; 36],
+            max_new: 100,
+            sampler: greedy,
+            stop: vec![],
+            constraint: None,
+            logprobs: None,
+        })
         .unwrap();
     let events: Vec<StepEvent> = (0..10).flat_map(|_| engine.step().unwrap()).collect();
     assert_eq!(events.iter().filter(|e| matches!(e, StepEvent::Token { .. })).count(), 4);
@@ -142,6 +157,7 @@ fn stop_tokens_abort_and_bad_requests() {
         sampler,
         stop: vec![],
         constraint: None,
+        logprobs: None,
     };
     assert!(engine.add(bad(vec![], 4, greedy)).is_err(), "empty prompt");
     assert!(engine.add(bad(vec![1; 40], 4, greedy)).is_err(), "prompt fills the context");
@@ -184,7 +200,14 @@ fn constrained_sequences_in_a_batch_match_constrained_generation_alone() {
             let (alone, _) =
                 generate_constrained(&model, &prompt, 12, &sampler, &c, Some(eos), &dev, |_| Ok(())).unwrap();
             want.push(alone);
-            reqs.push(BatchRequest { prompt, max_new: 12, sampler, stop: vec![eos], constraint: Some(c.clone()) });
+            reqs.push(BatchRequest {
+                prompt,
+                max_new: 12,
+                sampler,
+                stop: vec![eos],
+                constraint: Some(c.clone()),
+                logprobs: None,
+            });
         }
     }
     let mut engine =
@@ -199,4 +222,56 @@ fn constrained_sequences_in_a_batch_match_constrained_generation_alone() {
         assert!(re.is_match(&text), "{p}: {:?}", String::from_utf8_lossy(&text));
     }
     assert_eq!(engine.cache().blocks_in_use(), 0);
+}
+
+/// Log-probabilities come from the raw logits at each sampled position: equal to a full
+/// forward's log-softmax over prompt + generated tokens, the top list sorted, greedy's choice
+/// its first entry.
+#[test]
+fn logprobs_match_the_full_forward() {
+    use kiln_core::{no_grad, Tensor};
+    let dev = kiln_cpu::cpu();
+    let model = Gpt::new(GptConfig::llama(64, 96, 32, 2, 4, 2, 64), 3, &dev).unwrap();
+    let mut engine =
+        BatchEngine::new(&model, SchedulerConfig { num_blocks: 32, block_size: 4, ..Default::default() }, &dev)
+            .unwrap();
+    let prompt: Vec<u32> = (0..9).map(|i| (i * 7 + 2) % 64).collect();
+    let greedy = Sampler { temperature: 0.0, ..Sampler::default() };
+    let hot = Sampler { temperature: 1.3, seed: 5, ..Sampler::default() };
+    for sampler in [greedy, hot] {
+        let id = engine
+            .add(BatchRequest {
+                prompt: prompt.clone(),
+                max_new: 6,
+                sampler,
+                stop: vec![],
+                constraint: None,
+                logprobs: Some(4),
+            })
+            .unwrap();
+        let mut got = vec![];
+        while engine.has_work() {
+            for e in engine.step().unwrap() {
+                if let StepEvent::Token { id: i, token, logprobs } = e {
+                    assert_eq!(i, id);
+                    got.push((token, logprobs.unwrap()));
+                }
+            }
+        }
+        assert_eq!(got.len(), 6);
+        let all: Vec<i64> = prompt.iter().chain(got.iter().map(|g| &g.0)).map(|&t| t as i64).collect();
+        let x = Tensor::from_vec(all.clone(), &[1, all.len()], &dev).unwrap();
+        let logits = no_grad(|| model.forward(&x, None, false, 0)).unwrap().to_vec::<f32>().unwrap();
+        for (i, (token, lp)) in got.iter().enumerate() {
+            assert_eq!(lp.token, *token);
+            let row = &logits[(prompt.len() - 1 + i) * 64..(prompt.len() + i) * 64];
+            let lse = row.iter().map(|&v| (v as f64).exp()).sum::<f64>().ln();
+            assert!((lp.logprob as f64 - (row[*token as usize] as f64 - lse)).abs() < 1e-4, "position {i}");
+            assert_eq!(lp.top.len(), 4);
+            assert!(lp.top.windows(2).all(|w| w[0].1 >= w[1].1));
+            if sampler.temperature == 0.0 {
+                assert_eq!(lp.top[0], (*token, lp.logprob));
+            }
+        }
+    }
 }

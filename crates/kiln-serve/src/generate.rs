@@ -4,7 +4,7 @@
 use crate::error::ApiError;
 use crate::model::{chat_prompt, encode_prompt};
 use crate::request::{self, Fields, Prompt};
-use crate::response::{sse, usage, Endpoint, Header, SSE_DONE};
+use crate::response::{logprobs_json, sse, usage, Choice, Endpoint, Header, SSE_DONE};
 use crate::server::AppState;
 use crate::worker::{Event, Job};
 use axum::body::{Body, Bytes};
@@ -32,6 +32,10 @@ struct Prepared {
     include_usage: bool,
     /// `response_format`'s constraint.
     constraint: Option<Arc<RegexConstraint>>,
+    /// Choices (`n`).
+    n: usize,
+    /// Log-probabilities with this many alternatives per token.
+    logprobs: Option<usize>,
 }
 
 fn body_error(r: BytesRejection) -> ApiError {
@@ -141,7 +145,10 @@ fn prepare(app: &AppState, endpoint: Endpoint, body: &[u8]) -> Result<Prepared, 
             ApiError::invalid(format!("Cannot compile the response format: {e}"), Some("response_format"))
         })?)),
     };
+    let logprobs = request::logprobs(&f, endpoint)?;
     Ok(Prepared {
+        n: common.n,
+        logprobs,
         constraint,
         endpoint,
         prompt,
@@ -154,71 +161,120 @@ fn prepare(app: &AppState, endpoint: Endpoint, body: &[u8]) -> Result<Prepared, 
     })
 }
 
-/// Queues the job, waits for the worker to take it, then answers in one body or as a stream.
+/// Queues one job per choice, waits for the worker to take them all, then answers in one body
+/// or as a stream.
 async fn run(app: AppState, p: Prepared) -> Result<Response, ApiError> {
     let s = app.shared();
     let timeout = s.opts.request_timeout;
     let now = Instant::now();
     // A timeout too large to add (e.g. Duration::MAX for "none") is capped at ten years.
     let deadline = now.checked_add(timeout.min(Duration::from_secs(10 * 365 * 86_400))).unwrap_or(now);
+    // One channel for all choices: dropping it (a disconnect, an error) cancels every one.
     let (tx, mut rx) = unbounded_channel();
     let prompt_tokens = p.prompt.len();
-    app.submit(Job {
-        prompt: p.prompt,
-        max_tokens: p.max_tokens,
-        sampler: p.sampler,
-        stop: p.stop,
-        deadline,
-        timeout,
-        events: tx,
-        constraint: p.constraint,
-    })?;
+    for index in 0..p.n {
+        // Choice i samples with seed + i: n different samples, reproducible with a seed.
+        let sampler = Sampler { seed: p.sampler.seed.wrapping_add(index as u64), ..p.sampler };
+        app.submit(Job {
+            prompt: p.prompt.clone(),
+            max_tokens: p.max_tokens,
+            sampler,
+            stop: p.stop.clone(),
+            deadline,
+            timeout,
+            events: tx.clone(),
+            index,
+            logprobs: p.logprobs,
+            constraint: p.constraint.clone(),
+        })?;
+    }
+    drop(tx);
     let tokio_deadline = tokio::time::Instant::from_std(deadline);
-    match timeout_at(tokio_deadline, rx.recv()).await {
-        Err(_) => return Err(ApiError::timeout(timeout)),
-        Ok(None) => return Err(ApiError::internal("the generation worker dropped the request")),
-        Ok(Some(Event::Failed(e))) => return Err(e),
-        Ok(Some(Event::Started)) => {}
-        Ok(Some(other)) => return Err(ApiError::internal(format!("unexpected worker event {other:?}"))),
+    // Wait until every choice has started (errors before that are plain HTTP errors); events of
+    // choices that started early are kept for later.
+    let (mut started, mut early) = (0, VecDeque::new());
+    while started < p.n {
+        match timeout_at(tokio_deadline, rx.recv()).await {
+            Err(_) => return Err(ApiError::timeout(timeout)),
+            Ok(None) => return Err(ApiError::internal("the generation worker dropped the request")),
+            Ok(Some((_, Event::Failed(e)))) => return Err(e),
+            Ok(Some((_, Event::Started))) => started += 1,
+            Ok(Some(other)) => early.push_back(other),
+        }
     }
     let head = Header::new(p.endpoint, &s.name);
+    let echo_chars = p.echo.as_ref().map_or(0, |e| e.chars().count());
     if p.stream {
         let stream = SseStream {
             rx,
+            early,
             deadline: tokio_deadline,
             timeout,
             head,
             prompt_tokens,
+            completion_tokens: 0,
             include_usage: p.include_usage,
+            logprobs: p.logprobs.is_some(),
+            offsets: vec![echo_chars; p.n],
+            finished: 0,
             queue: VecDeque::new(),
             done: false,
         };
         return Ok(stream.into_response(p.echo));
     }
-    let mut text = p.echo.unwrap_or_default();
-    loop {
-        match timeout_at(tokio_deadline, rx.recv()).await {
+    let empty = Choice {
+        text: p.echo.unwrap_or_default(),
+        logprobs: p.logprobs.map(|_| vec![]),
+        offset: echo_chars,
+        ..Choice::default()
+    };
+    let mut choices = vec![empty; p.n];
+    let (mut finished, mut completion_tokens) = (0, 0);
+    while finished < p.n {
+        let next = match early.pop_front() {
+            Some(e) => Ok(Some(e)),
+            None => timeout_at(tokio_deadline, rx.recv()).await,
+        };
+        match next {
             Err(_) => return Err(ApiError::timeout(timeout)),
             Ok(None) => return Err(ApiError::internal("the generation worker dropped the request")),
-            Ok(Some(Event::Started)) => {}
-            Ok(Some(Event::Text(t))) => text.push_str(&t),
-            Ok(Some(Event::Failed(e))) => return Err(e),
-            Ok(Some(Event::Done { finish, completion_tokens })) => {
-                let body = head.body(&text, finish.as_str(), usage(prompt_tokens, completion_tokens));
-                return Ok((StatusCode::OK, axum::Json(body)).into_response());
+            Ok(Some((_, Event::Started))) => {}
+            Ok(Some((i, Event::Text { text, logprobs }))) => {
+                choices[i].text.push_str(&text);
+                if let Some(all) = &mut choices[i].logprobs {
+                    all.extend(logprobs);
+                }
+            }
+            Ok(Some((_, Event::Failed(e)))) => return Err(e),
+            Ok(Some((i, Event::Done { finish, completion_tokens: n }))) => {
+                choices[i].finish = finish.as_str();
+                completion_tokens += n;
+                finished += 1;
             }
         }
     }
+    let body = head.body(&choices, usage(prompt_tokens, completion_tokens));
+    Ok((StatusCode::OK, axum::Json(body)).into_response())
 }
 
-/// The events of one streamed response, turned into SSE bytes as they arrive.
+/// The events of one streamed response (all its choices), turned into SSE bytes as they arrive.
 struct SseStream {
-    rx: UnboundedReceiver<Event>,
+    rx: UnboundedReceiver<(usize, Event)>,
+    /// Events that came while waiting for every choice to start.
+    early: VecDeque<(usize, Event)>,
     deadline: tokio::time::Instant,
     timeout: std::time::Duration,
     head: Header,
     prompt_tokens: usize,
+    /// Tokens generated by the finished choices.
+    completion_tokens: usize,
     include_usage: bool,
+    /// Whether chunks carry log-probabilities.
+    logprobs: bool,
+    /// Characters of each choice's text so far (completions' `text_offset`).
+    offsets: Vec<usize>,
+    /// Choices finished.
+    finished: usize,
     queue: VecDeque<String>,
     done: bool,
 }
@@ -238,14 +294,46 @@ impl SseStream {
         self.done = true;
     }
 
-    fn into_response(mut self, echo: Option<String>) -> Response {
-        match self.head.endpoint {
-            Endpoint::Chat => self.push(self.head.chunk(None, true, None)),
-            Endpoint::Completions => {
-                if let Some(t) = echo.filter(|t| !t.is_empty()) {
-                    self.push(self.head.chunk(Some(&t), false, None));
+    /// Turns one worker event into chunks.
+    fn on_event(&mut self, index: usize, event: Event) {
+        match event {
+            Event::Started => {}
+            Event::Text { text, logprobs } => {
+                let lp = self.logprobs.then(|| logprobs_json(self.head.endpoint, &logprobs, self.offsets[index]));
+                self.offsets[index] += logprobs.iter().map(|e| e.token.chars().count()).sum::<usize>();
+                let chunk = self.head.chunk(index, Some(&text), false, None, lp);
+                self.push(chunk);
+            }
+            Event::Failed(e) => self.end_with_error(&e),
+            Event::Done { finish, completion_tokens } => {
+                self.push(self.head.chunk(index, None, false, Some(finish.as_str()), None));
+                self.completion_tokens += completion_tokens;
+                self.finished += 1;
+                if self.finished == self.offsets.len() {
+                    if self.include_usage {
+                        let u = self.head.usage_chunk(usage(self.prompt_tokens, self.completion_tokens));
+                        self.queue.push_back(sse(&u));
+                    }
+                    self.queue.push_back(SSE_DONE.to_string());
+                    self.done = true;
                 }
             }
+        }
+    }
+
+    fn into_response(mut self, echo: Option<String>) -> Response {
+        for index in 0..self.offsets.len() {
+            match self.head.endpoint {
+                Endpoint::Chat => self.push(self.head.chunk(index, None, true, None, None)),
+                Endpoint::Completions => {
+                    if let Some(t) = echo.as_ref().filter(|t| !t.is_empty()) {
+                        self.push(self.head.chunk(index, Some(t), false, None, None));
+                    }
+                }
+            }
+        }
+        while let Some((i, e)) = self.early.pop_front() {
+            self.on_event(i, e);
         }
         let stream = futures_util::stream::unfold(self, |mut st| async move {
             loop {
@@ -258,18 +346,7 @@ impl SseStream {
                 match timeout_at(st.deadline, st.rx.recv()).await {
                     Err(_) => st.end_with_error(&ApiError::timeout(st.timeout)),
                     Ok(None) => st.end_with_error(&ApiError::internal("the generation worker dropped the request")),
-                    Ok(Some(Event::Started)) => {}
-                    Ok(Some(Event::Text(t))) => st.push(st.head.chunk(Some(&t), false, None)),
-                    Ok(Some(Event::Failed(e))) => st.end_with_error(&e),
-                    Ok(Some(Event::Done { finish, completion_tokens })) => {
-                        st.push(st.head.chunk(None, false, Some(finish.as_str())));
-                        if st.include_usage {
-                            let u = st.head.usage_chunk(usage(st.prompt_tokens, completion_tokens));
-                            st.queue.push_back(sse(&u));
-                        }
-                        st.queue.push_back(SSE_DONE.to_string());
-                        st.done = true;
-                    }
+                    Ok(Some((i, e))) => st.on_event(i, e),
                 }
             }
         });

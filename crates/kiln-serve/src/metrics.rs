@@ -9,9 +9,12 @@ use std::sync::Mutex;
 #[derive(Debug, Default)]
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
-    /// Requests sent to the worker and not yet taken by it.
+    /// Requests waiting for a place in the running batch: sent to the worker and not yet taken,
+    /// or held by the engine without room yet. One counter (the worker adds the engine's changes
+    /// as deltas), so a request moving from the channel into the engine is never seen in
+    /// neither or both.
     pub queue_depth: AtomicUsize,
-    /// Requests the engine holds but has not admitted to its batch (no room yet).
+    /// Of those, the ones the engine holds (no blocks or batch room yet).
     pub waiting: AtomicUsize,
     /// Sequences in the engine's running batch.
     pub running: AtomicUsize,
@@ -65,9 +68,8 @@ impl Metrics {
         let load = |a: &AtomicU64| f64::from_bits(a.load(Ordering::Relaxed));
         let n = |a: &AtomicUsize| a.load(Ordering::Relaxed).to_string();
         let c = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
-        let queued = self.queue_depth.load(Ordering::Relaxed) + self.waiting.load(Ordering::Relaxed);
         let metrics: [(&str, &str, &str, String); 12] = [
-            ("kiln_queue_depth", "gauge", "Requests waiting for a place in the running batch.", queued.to_string()),
+            ("kiln_queue_depth", "gauge", "Requests waiting for a place in the running batch.", n(&self.queue_depth)),
             ("kiln_running_sequences", "gauge", "Sequences in the running batch.", n(&self.running)),
             ("kiln_kv_blocks_used", "gauge", "KV-cache blocks held by sequences.", n(&self.kv_blocks_used)),
             ("kiln_kv_blocks_total", "gauge", "KV-cache blocks in the pool.", n(&self.kv_blocks_total)),

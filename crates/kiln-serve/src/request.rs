@@ -2,6 +2,7 @@
 //! model) in OpenAI's error shape, naming the field at fault.
 
 use crate::error::ApiError;
+use crate::response::Endpoint;
 use kiln_data::ChatMessage;
 use kiln_infer::Sampler;
 use serde_json::{Map, Value};
@@ -106,6 +107,52 @@ pub struct Common {
     pub stream: bool,
     /// `stream_options.include_usage`: a last chunk with the usage.
     pub include_usage: bool,
+    /// Choices to generate (`n`).
+    pub n: usize,
+}
+
+/// Most choices a request may ask for (`n`).
+pub const MAX_N: usize = 16;
+
+/// Most alternatives per token a request may ask for (`top_logprobs`, completions' `logprobs`).
+pub const MAX_TOP_LOGPROBS: usize = 20;
+
+/// The log-probabilities a request asks for: `None`, or `Some(k)` alternatives per token.
+/// Completions: `logprobs` is that `k` (0 = only the sampled token's); chat: `logprobs: true`,
+/// with `top_logprobs: k` (which needs `logprobs: true`).
+pub fn logprobs(f: &Fields, endpoint: Endpoint) -> Result<Option<usize>, ApiError> {
+    let range = |name: &str, k: i64| -> Result<usize, ApiError> {
+        if (0..=MAX_TOP_LOGPROBS as i64).contains(&k) {
+            Ok(k as usize)
+        } else {
+            Err(ApiError::invalid(format!("'{name}' must be between 0 and {MAX_TOP_LOGPROBS}, got {k}."), Some(name))
+                .with_code("invalid_value"))
+        }
+    };
+    match endpoint {
+        Endpoint::Completions => {
+            let k = match f.get("logprobs") {
+                None | Some(Value::Bool(false)) => None,
+                Some(_) => Some(range("logprobs", f.int("logprobs")?.unwrap_or(0))?),
+            };
+            if k.is_some() && f.bool("echo")?.unwrap_or(false) {
+                return Err(unsupported("logprobs", "log-probabilities of an echoed prompt"));
+            }
+            Ok(k)
+        }
+        Endpoint::Chat => {
+            let on = f.bool("logprobs")?.unwrap_or(false);
+            let top = f.int("top_logprobs")?.map(|k| range("top_logprobs", k)).transpose()?;
+            match (on, top) {
+                (false, Some(k)) if k > 0 => {
+                    Err(ApiError::invalid("'top_logprobs' requires 'logprobs' to be true.", Some("top_logprobs"))
+                        .with_code("invalid_value"))
+                }
+                (false, _) => Ok(None),
+                (true, k) => Ok(Some(k.unwrap_or(0))),
+            }
+        }
+    }
 }
 
 /// Most stop strings a request may give.
@@ -140,8 +187,8 @@ pub fn common(f: &Fields, max_keys: &[&str], max_tokens_limit: usize) -> Result<
         }
     }
     let n = f.int("n")?.unwrap_or(1);
-    if n != 1 {
-        return Err(ApiError::invalid(format!("'n' must be 1 (one choice per request), got {n}."), Some("n"))
+    if !(1..=MAX_N as i64).contains(&n) {
+        return Err(ApiError::invalid(format!("'n' must be between 1 and {MAX_N}, got {n}."), Some("n"))
             .with_code("invalid_value"));
     }
     let temperature = f.f64("temperature")?.unwrap_or(1.0);
@@ -212,20 +259,12 @@ pub fn common(f: &Fields, max_keys: &[&str], max_tokens_limit: usize) -> Result<
         frequency_penalty,
         seed,
     };
-    Ok(Common { max_tokens, sampler, stop, stream, include_usage })
+    Ok(Common { max_tokens, sampler, stop, stream, include_usage, n: n as usize })
 }
 
 /// Features of the API this server does not implement: asking for them is a 400, not a silent
 /// ignore (their neutral values are accepted).
 fn refuse_unsupported(f: &Fields) -> Result<(), ApiError> {
-    match f.get("logprobs") {
-        None | Some(Value::Bool(false)) => {}
-        Some(Value::Number(n)) if n.as_f64() == Some(0.0) => {}
-        Some(_) => return Err(unsupported("logprobs", "returning log-probabilities")),
-    }
-    if f.int("top_logprobs")?.unwrap_or(0) != 0 {
-        return Err(unsupported("top_logprobs", "returning log-probabilities"));
-    }
     if f.int("best_of")?.unwrap_or(1) != 1 {
         return Err(unsupported("best_of", "best_of other than 1"));
     }

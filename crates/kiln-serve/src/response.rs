@@ -69,33 +69,50 @@ impl Header {
         })
     }
 
-    /// The whole (non-streamed) response.
-    pub fn body(&self, text: &str, finish: &str, usage: Value) -> Value {
-        let mut v = match self.endpoint {
-            Endpoint::Completions => self.object(
-                json!([{ "text": text, "index": 0, "logprobs": null, "finish_reason": finish }]),
-                "text_completion",
-            ),
-            Endpoint::Chat => self.object(
-                json!([{
-                    "index": 0,
-                    "message": { "role": "assistant", "content": text, "refusal": null },
-                    "logprobs": null,
-                    "finish_reason": finish,
-                }]),
-                "chat.completion",
-            ),
+    /// The whole (non-streamed) response with its `choices` (index = position).
+    pub fn body(&self, choices: &[Choice], usage: Value) -> Value {
+        let choices: Vec<Value> = choices
+            .iter()
+            .enumerate()
+            .map(|(index, c)| {
+                let logprobs = c.logprobs.as_ref().map_or(Value::Null, |e| logprobs_json(self.endpoint, e, c.offset));
+                match self.endpoint {
+                    Endpoint::Completions => json!({
+                        "text": c.text, "index": index, "logprobs": logprobs, "finish_reason": c.finish,
+                    }),
+                    Endpoint::Chat => json!({
+                        "index": index,
+                        "message": { "role": "assistant", "content": c.text, "refusal": null },
+                        "logprobs": logprobs,
+                        "finish_reason": c.finish,
+                    }),
+                }
+            })
+            .collect();
+        let object = match self.endpoint {
+            Endpoint::Completions => "text_completion",
+            Endpoint::Chat => "chat.completion",
         };
+        let mut v = self.object(Value::Array(choices), object);
         v["usage"] = usage;
         v
     }
 
-    /// One streamed chunk: `text` (for chat, the first chunk carries the role instead) and,
-    /// in the last one, `finish`.
-    pub fn chunk(&self, text: Option<&str>, first: bool, finish: Option<&str>) -> Value {
+    /// One streamed chunk of choice `index`: `text` (for chat, the first chunk carries the role
+    /// instead), its tokens' `logprobs` (already shaped by [`logprobs_json`]) and, in the last
+    /// one, `finish`.
+    pub fn chunk(
+        &self,
+        index: usize,
+        text: Option<&str>,
+        first: bool,
+        finish: Option<&str>,
+        logprobs: Option<Value>,
+    ) -> Value {
+        let logprobs = logprobs.unwrap_or(Value::Null);
         match self.endpoint {
             Endpoint::Completions => self.object(
-                json!([{ "text": text.unwrap_or(""), "index": 0, "logprobs": null, "finish_reason": finish }]),
+                json!([{ "text": text.unwrap_or(""), "index": index, "logprobs": logprobs, "finish_reason": finish }]),
                 "text_completion",
             ),
             Endpoint::Chat => {
@@ -105,7 +122,7 @@ impl Header {
                     (false, None) => json!({}),
                 };
                 self.object(
-                    json!([{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }]),
+                    json!([{ "index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish }]),
                     "chat.completion.chunk",
                 )
             }
@@ -121,6 +138,72 @@ impl Header {
         let mut v = self.object(json!([]), object);
         v["usage"] = usage;
         v
+    }
+}
+
+/// One finished choice of a non-streamed response.
+#[derive(Clone, Debug, Default)]
+pub struct Choice {
+    /// The completion (after an echoed prompt, for completions with `echo`).
+    pub text: String,
+    /// `stop` or `length`.
+    pub finish: &'static str,
+    /// Its tokens' log-probabilities, when asked for.
+    pub logprobs: Option<Vec<LogprobEntry>>,
+    /// Characters before the first token (an echoed prompt), for completions' `text_offset`.
+    pub offset: usize,
+}
+
+/// One generated token's log-probabilities, rendered for the API: the token's text (its bytes
+/// as UTF-8, lossily: a token may hold part of a character) and bytes, its log-probability and
+/// the most likely alternatives'.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogprobEntry {
+    /// The token's text.
+    pub token: String,
+    /// Its bytes.
+    pub bytes: Vec<u8>,
+    /// `log p(token)` under the model.
+    pub logprob: f32,
+    /// The most likely tokens at this position: text, bytes, log-probability.
+    pub top: Vec<(String, Vec<u8>, f32)>,
+}
+
+/// The `logprobs` object of a choice or chunk. Chat: `{"content": [{token, logprob, bytes,
+/// top_logprobs: [{token, logprob, bytes}]}], "refusal": null}`. Completions (the legacy shape):
+/// `{tokens, token_logprobs, top_logprobs: [{token: logprob}], text_offset}`, offsets in
+/// characters from the start of the choice's text, the first being `offset`.
+pub fn logprobs_json(endpoint: Endpoint, entries: &[LogprobEntry], offset: usize) -> Value {
+    match endpoint {
+        Endpoint::Chat => {
+            let content: Vec<Value> = entries
+                .iter()
+                .map(|e| {
+                    let top: Vec<Value> =
+                        e.top.iter().map(|(t, b, lp)| json!({ "token": t, "logprob": lp, "bytes": b })).collect();
+                    json!({ "token": e.token, "logprob": e.logprob, "bytes": e.bytes, "top_logprobs": top })
+                })
+                .collect();
+            json!({ "content": content, "refusal": null })
+        }
+        Endpoint::Completions => {
+            let mut at = offset;
+            let mut text_offset = Vec::with_capacity(entries.len());
+            for e in entries {
+                text_offset.push(at);
+                at += e.token.chars().count();
+            }
+            let top: Vec<Value> = entries
+                .iter()
+                .map(|e| Value::Object(e.top.iter().map(|(t, _, lp)| (t.clone(), json!(lp))).collect()))
+                .collect();
+            json!({
+                "tokens": entries.iter().map(|e| e.token.as_str()).collect::<Vec<_>>(),
+                "token_logprobs": entries.iter().map(|e| e.logprob).collect::<Vec<_>>(),
+                "top_logprobs": top,
+                "text_offset": text_offset,
+            })
+        }
     }
 }
 

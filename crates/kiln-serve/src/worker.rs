@@ -6,11 +6,12 @@
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
+use crate::response::LogprobEntry;
 use crate::stop::StopMatcher;
 use kiln_core::Device;
 use kiln_data::{IncrementalDecoder, Tokenizer};
 use kiln_infer::{
-    BatchEngine, BatchRequest, FinishReason, RegexConstraint, Sampler, SchedulerConfig, SeqId, StepEvent,
+    BatchEngine, BatchRequest, FinishReason, RegexConstraint, Sampler, SchedulerConfig, SeqId, StepEvent, TokenLogprobs,
 };
 use kiln_models::gpt::Gpt;
 use std::collections::HashMap;
@@ -44,8 +45,14 @@ impl Finish {
 pub enum Event {
     /// The worker took the job: generation begins.
     Started,
-    /// New completion text (never part of a stop string).
-    Text(String),
+    /// New completion text (never part of a stop string), with the log-probabilities of the
+    /// tokens generated since the last `Text` (when the job asked for them).
+    Text {
+        /// The text.
+        text: String,
+        /// Its tokens' log-probabilities.
+        logprobs: Vec<LogprobEntry>,
+    },
     /// The completion ended normally after `completion_tokens` tokens.
     Done {
         /// Why it ended.
@@ -72,8 +79,12 @@ pub struct Job {
     pub deadline: Instant,
     /// The server's timeout (for error messages).
     pub timeout: Duration,
-    /// Where the events go.
-    pub events: UnboundedSender<Event>,
+    /// Where the events go, tagged with `index`.
+    pub events: UnboundedSender<(usize, Event)>,
+    /// Which choice of its request this job is (`n` > 1 runs one job per choice).
+    pub index: usize,
+    /// Return log-probabilities with this many alternatives per token.
+    pub logprobs: Option<usize>,
     /// `response_format` as a regex over the completion (constrained decoding).
     pub constraint: Option<Arc<RegexConstraint>>,
 }
@@ -106,6 +117,43 @@ struct Active {
     n: usize,
     stopped_by_token: bool,
     started: Instant,
+    /// Log-probabilities of tokens whose text has not been sent yet.
+    pending: Vec<LogprobEntry>,
+}
+
+impl Job {
+    /// Sends `event` to the job's handler; false when the handler is gone.
+    fn send(&self, event: Event) -> bool {
+        self.events.send((self.index, event)).is_ok()
+    }
+}
+
+/// Each token's text and bytes, for log-probability entries: its bytes (lossily as text), or
+/// its decoded text for added/special tokens.
+fn token_table(tok: &Tokenizer) -> Vec<(String, Vec<u8>)> {
+    tok.token_bytes()
+        .into_iter()
+        .enumerate()
+        .map(|(id, b)| {
+            let bytes = b.unwrap_or_else(|| tok.decode(&[id as u32]).map(String::into_bytes).unwrap_or_default());
+            (String::from_utf8_lossy(&bytes).into_owned(), bytes)
+        })
+        .collect()
+}
+
+/// A token's log-probabilities as the API shows them.
+fn render(table: &[(String, Vec<u8>)], lp: &TokenLogprobs) -> LogprobEntry {
+    let text = |t: u32| table.get(t as usize).cloned().unwrap_or_default();
+    let (token, bytes) = text(lp.token);
+    let top = lp
+        .top
+        .iter()
+        .map(|&(t, l)| {
+            let (s, b) = text(t);
+            (s, b, l)
+        })
+        .collect();
+    LogprobEntry { token, bytes, logprob: lp.logprob, top }
 }
 
 impl Worker {
@@ -123,19 +171,22 @@ impl Worker {
                 return;
             }
         };
+        let table = token_table(&self.tok);
         let mut active: HashMap<SeqId, Active> = HashMap::new();
+        // Engine-waiting sequences already counted in `queue_depth`.
+        let mut waiting = 0;
         let mut open = true;
         while open || engine.has_work() {
             // Idle: sleep until a job comes. Busy: take whatever has arrived, without waiting.
             if !engine.has_work() {
                 match jobs.recv() {
-                    Ok(job) => self.admit(&mut engine, &mut active, job),
+                    Ok(job) => self.admit(&mut engine, &mut active, job, &mut waiting),
                     Err(_) => open = false,
                 }
             }
             loop {
                 match jobs.try_recv() {
-                    Ok(job) => self.admit(&mut engine, &mut active, job),
+                    Ok(job) => self.admit(&mut engine, &mut active, job, &mut waiting),
                     Err(TryRecvError::Empty) => break,
                     Err(TryRecvError::Disconnected) => {
                         open = false;
@@ -147,12 +198,12 @@ impl Worker {
             if engine.has_work() {
                 let step = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.step()));
                 match step {
-                    Ok(Ok(events)) => self.dispatch(&mut engine, &mut active, events),
+                    Ok(Ok(events)) => self.dispatch(&mut engine, &mut active, &table, events),
                     Ok(Err(e)) => self.fail_all(&mut engine, &mut active, &format!("generation failed: {e}")),
                     Err(_) => self.fail_all(&mut engine, &mut active, "generation panicked"),
                 }
             }
-            self.publish(&engine);
+            self.publish(&engine, &mut waiting);
         }
     }
 
@@ -161,17 +212,20 @@ impl Worker {
     fn leave(&self, job: &Job, last: Option<Event>) {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
         if let Some(event) = last {
-            let _ = job.events.send(event);
+            job.send(event);
         }
     }
 
-    /// Moves a job from the channel into the engine (or answers it at once).
-    fn admit(&self, engine: &mut BatchEngine, active: &mut HashMap<SeqId, Active>, job: Job) {
-        self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
+    /// Moves a job from the channel into the engine — still queued: `queue_depth` is unchanged
+    /// and `waiting` (the engine's waiting sequences counted there) grows — or answers it at once.
+    fn admit(&self, engine: &mut BatchEngine, active: &mut HashMap<SeqId, Active>, job: Job, waiting: &mut usize) {
+        let dequeued = || self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
         if job.events.is_closed() {
+            dequeued();
             return self.leave(&job, None);
         }
         if Instant::now() >= job.deadline {
+            dequeued();
             return self.leave(&job, Some(Event::Failed(ApiError::timeout(job.timeout))));
         }
         let req = BatchRequest {
@@ -180,10 +234,12 @@ impl Worker {
             sampler: job.sampler,
             stop: self.stop_tokens.clone(),
             constraint: job.constraint.clone(),
+            logprobs: job.logprobs,
         };
         match engine.add(req) {
             Ok(id) => {
-                if job.events.send(Event::Started).is_err() {
+                *waiting += 1;
+                if !job.send(Event::Started) {
                     engine.abort(id);
                     return self.leave(&job, None);
                 }
@@ -196,10 +252,14 @@ impl Worker {
                     n: 0,
                     stopped_by_token: false,
                     started: Instant::now(),
+                    pending: vec![],
                 };
                 active.insert(id, a);
             }
-            Err(e) => self.leave(&job, Some(Event::Failed(ApiError::invalid(e.to_string(), None)))),
+            Err(e) => {
+                dequeued();
+                self.leave(&job, Some(Event::Failed(ApiError::invalid(e.to_string(), None))))
+            }
         }
     }
 
@@ -230,16 +290,25 @@ impl Worker {
     }
 
     /// Turns the engine's tokens into each job's text and endings.
-    fn dispatch(&self, engine: &mut BatchEngine, active: &mut HashMap<SeqId, Active>, events: Vec<StepEvent>) {
+    fn dispatch(
+        &self,
+        engine: &mut BatchEngine,
+        active: &mut HashMap<SeqId, Active>,
+        table: &[(String, Vec<u8>)],
+        events: Vec<StepEvent>,
+    ) {
         for event in events {
             match event {
-                StepEvent::Token { id, token } => {
+                StepEvent::Token { id, token, logprobs } => {
                     let Some(a) = active.get_mut(&id) else { continue };
                     a.n += 1;
                     self.metrics.generated_tokens.fetch_add(1, Ordering::Relaxed);
                     if self.stop_tokens.contains(&token) {
                         a.stopped_by_token = true;
                         continue;
+                    }
+                    if let Some(lp) = &logprobs {
+                        a.pending.push(render(table, lp));
                     }
                     let text = match a.decoder.push(&self.tok, token) {
                         Ok(t) => t,
@@ -250,7 +319,11 @@ impl Worker {
                         }
                     };
                     let (text, hit) = a.stops.push(&text);
-                    if !text.is_empty() && a.job.events.send(Event::Text(text)).is_err() {
+                    let sent = text.is_empty() || {
+                        let logprobs = std::mem::take(&mut a.pending);
+                        a.job.send(Event::Text { text, logprobs })
+                    };
+                    if !sent {
                         self.end(engine, active, id, None);
                     } else if hit {
                         let done = Event::Done { finish: Finish::Stop, completion_tokens: a.n };
@@ -267,7 +340,9 @@ impl Worker {
                             if !hit {
                                 text.push_str(&a.stops.flush());
                             }
-                            if !text.is_empty() && a.job.events.send(Event::Text(text)).is_err() {
+                            let logprobs = std::mem::take(&mut a.pending);
+                            if (!text.is_empty() || !logprobs.is_empty()) && !a.job.send(Event::Text { text, logprobs })
+                            {
                                 None
                             } else {
                                 let stop = hit || a.stopped_by_token || reason == FinishReason::Stop;
@@ -291,11 +366,19 @@ impl Worker {
         }
     }
 
-    /// Copies the engine's gauges into the metrics.
-    fn publish(&self, engine: &BatchEngine) {
+    /// Copies the engine's gauges into the metrics; the change in its waiting sequences since
+    /// `waiting` goes into `queue_depth` as one delta.
+    fn publish(&self, engine: &BatchEngine, waiting: &mut usize) {
         let m = &self.metrics;
         m.running.store(engine.num_running(), Ordering::Relaxed);
-        m.waiting.store(engine.num_waiting(), Ordering::Relaxed);
+        let now = engine.num_waiting();
+        if now > *waiting {
+            m.queue_depth.fetch_add(now - *waiting, Ordering::Relaxed);
+        } else {
+            m.queue_depth.fetch_sub(*waiting - now, Ordering::Relaxed);
+        }
+        *waiting = now;
+        m.waiting.store(now, Ordering::Relaxed);
         m.kv_blocks_used.store(engine.cache().blocks_in_use(), Ordering::Relaxed);
         let st = engine.stats();
         m.preemptions.store(st.preemptions, Ordering::Relaxed);

@@ -324,3 +324,93 @@ async fn json_schema_response_format_constrains_the_output() {
         assert!(v["error"]["message"].as_str().unwrap().contains(what), "{v}");
     }
 }
+
+/// `n` choices: indexes 0..n, choice i is what a single request with seed + i generates,
+/// usage counts the prompt once and every choice's tokens; streams interleave the choices and
+/// each one's text matches the whole response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn n_choices_are_seeded_samples() {
+    let base = start(tiny(), ServeOptions::default()).await;
+    let c = reqwest::Client::new();
+    let url = format!("{base}/v1/completions");
+    let body = json!({ "model": "tiny", "prompt": "abc", "max_tokens": 12, "temperature": 1.0, "seed": 40, "n": 3 });
+    let (status, v) = post(&c, &url, &body).await;
+    assert_eq!(status, 200, "{v}");
+    let choices = v["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), 3);
+    for (i, ch) in choices.iter().enumerate() {
+        assert_eq!(ch["index"], i);
+        let one = json!({ "model": "tiny", "prompt": "abc", "max_tokens": 12, "temperature": 1.0, "seed": 40 + i });
+        let (_, single) = post(&c, &url, &one).await;
+        assert_eq!(ch["text"], single["choices"][0]["text"], "choice {i}");
+    }
+    assert_ne!(choices[0]["text"], choices[1]["text"]);
+    assert_eq!(v["usage"], json!({ "prompt_tokens": 3, "completion_tokens": 36, "total_tokens": 39 }));
+
+    let chat = format!("{base}/v1/chat/completions");
+    let body = json!({ "model": "tiny", "messages": [{ "role": "user", "content": "Hey" }], "max_tokens": 10,
+                       "seed": 2, "n": 2, "stream": true, "stream_options": { "include_usage": true } });
+    let (_, _, chunks) = post_stream(&c, &chat, &body).await;
+    let mut whole_body = body.clone();
+    whole_body["stream"] = json!(false);
+    let (_, whole) = post(&c, &chat, &whole_body).await;
+    for i in 0..2 {
+        let mine: Vec<&serde_json::Value> =
+            chunks.iter().filter_map(|c| c["choices"].get(0)).filter(|ch| ch["index"] == i).collect();
+        assert_eq!(mine[0]["delta"]["role"], "assistant", "choice {i} starts with its role");
+        let text: String = mine.iter().filter_map(|ch| ch["delta"]["content"].as_str()).collect();
+        assert_eq!(text, whole["choices"][i]["message"]["content"].as_str().unwrap(), "choice {i}");
+        assert_eq!(mine.iter().filter(|ch| !ch["finish_reason"].is_null()).count(), 1);
+    }
+    assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 20);
+}
+
+/// Log-probabilities: completions' legacy shape (tokens spell the text, offsets count
+/// characters, greedy picks the top entry) and chat's `content` entries, streamed or not, agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logprobs_describe_every_generated_token() {
+    let base = start(tiny(), ServeOptions::default()).await;
+    let c = reqwest::Client::new();
+    let url = format!("{base}/v1/completions");
+    let mut body = greedy("Hello", 15);
+    body["logprobs"] = json!(3);
+    let (status, v) = post(&c, &url, &body).await;
+    assert_eq!(status, 200, "{v}");
+    let ch = &v["choices"][0];
+    let lp = &ch["logprobs"];
+    let tokens: Vec<&str> = lp["tokens"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    assert_eq!(tokens.len(), 15);
+    assert_eq!(tokens.concat(), ch["text"].as_str().unwrap());
+    let offsets: Vec<u64> = lp["text_offset"].as_array().unwrap().iter().map(|o| o.as_u64().unwrap()).collect();
+    assert_eq!(offsets, (0..15).collect::<Vec<u64>>(), "one character per token");
+    for (i, top) in lp["top_logprobs"].as_array().unwrap().iter().enumerate() {
+        let top = top.as_object().unwrap();
+        assert!(top.len() <= 3 && !top.is_empty());
+        let best = top.values().map(|x| x.as_f64().unwrap()).fold(f64::NEG_INFINITY, f64::max);
+        let chosen = lp["token_logprobs"][i].as_f64().unwrap();
+        assert!(chosen <= 0.0 && (chosen - best).abs() < 1e-6, "greedy takes the most likely token");
+        assert_eq!(top.get(tokens[i]).and_then(|x| x.as_f64()), Some(chosen));
+    }
+    // Without logprobs the field is null.
+    let (_, plain) = post(&c, &url, &greedy("Hello", 15)).await;
+    assert!(plain["choices"][0]["logprobs"].is_null());
+
+    let chat = format!("{base}/v1/chat/completions");
+    let body = json!({ "model": "tiny", "messages": [{ "role": "user", "content": "Hey" }], "max_tokens": 12,
+                       "seed": 9, "logprobs": true, "top_logprobs": 2 });
+    let (_, whole) = post(&c, &chat, &body).await;
+    let content = whole["choices"][0]["logprobs"]["content"].as_array().unwrap();
+    assert_eq!(content.len(), 12);
+    let text: String = content.iter().map(|e| e["token"].as_str().unwrap()).collect();
+    assert_eq!(text, whole["choices"][0]["message"]["content"].as_str().unwrap());
+    for e in content {
+        assert_eq!(e["bytes"], json!(e["token"].as_str().unwrap().as_bytes()));
+        assert_eq!(e["top_logprobs"].as_array().unwrap().len(), 2);
+    }
+    let mut sbody = body.clone();
+    sbody["stream"] = json!(true);
+    let (_, _, chunks) = post_stream(&c, &chat, &sbody).await;
+    let streamed: Vec<serde_json::Value> =
+        chunks.iter().filter_map(|c| c["choices"][0]["logprobs"]["content"].as_array()).flatten().cloned().collect();
+    assert_eq!(&streamed, content);
+}

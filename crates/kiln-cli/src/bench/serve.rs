@@ -53,6 +53,7 @@ fn run_clients(model: &kiln_models::gpt::Gpt, args: &ServeBench, clients: usize,
         sampler: Sampler { temperature: 0.0, ..Sampler::default() },
         stop: vec![],
         constraint: None,
+        logprobs: None,
     };
     let per_seq = (args.prompt + args.max_tokens).div_ceil(args.block_size);
     let cfg = SchedulerConfig {
