@@ -431,6 +431,8 @@ enum KvDtype {
     F32,
     F16,
     Bf16,
+    /// int8 codes with an f32 scale per (token, head): D + 4 bytes per row.
+    Int8,
 }
 
 impl From<KvDtype> for kiln_core::DType {
@@ -439,6 +441,7 @@ impl From<KvDtype> for kiln_core::DType {
             KvDtype::F32 => kiln_core::DType::F32,
             KvDtype::F16 => kiln_core::DType::F16,
             KvDtype::Bf16 => kiln_core::DType::BF16,
+            KvDtype::Int8 => kiln_core::DType::U8,
         }
     }
 }

@@ -1,10 +1,10 @@
 //! The paged-attention kernel against its reference (gather + dense attention), for f32, f16 and
-//! bf16 caches, GQA, scattered and shared blocks, decode and chunked-prefill query tokens; the
+//! bf16 caches and int8 rows, GQA, scattered and shared blocks, decode and chunked-prefill query tokens; the
 //! paged write; and metadata errors.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
-use kiln_core::ops::PagedBatch;
+use kiln_core::ops::{q8_dequantize_row, q8_row_bytes, PagedBatch};
 use kiln_core::{DType, Tensor};
 
 fn ids(v: &[i64]) -> Tensor {
@@ -49,6 +49,22 @@ fn check(h: usize, hkv: usize, d: usize, bs: usize, blocks: usize, tables: &[Vec
         let e = max_err(&fast, &slow);
         assert!(e < tol, "H={h} Hkv={hkv} D={d} {dtype}: max error {e}");
     }
+    // int8 rows: the kernel equals the reference on the same codes, and both stay within the
+    // quantization error of f32 attention.
+    let int8 = |c: &Tensor| {
+        let q8 = Tensor::zeros(&[blocks * bs, hkv, q8_row_bytes(d)], DType::U8, &dev).unwrap();
+        let all: Vec<i64> = (0..(blocks * bs) as i64).collect();
+        q8.paged_write_(&ids(&all), c).unwrap();
+        q8
+    };
+    let (k8, v8) = (int8(&k), int8(&v));
+    let fast = Tensor::paged_attention(&q, &k8, &v8, &b, None).unwrap();
+    let slow = Tensor::paged_attention_reference(&q, &k8, &v8, &b, None).unwrap();
+    let e = max_err(&fast, &slow);
+    assert!(e < 1e-5, "H={h} Hkv={hkv} D={d} int8: max error {e}");
+    let exact = Tensor::paged_attention(&q, &k, &v, &b, None).unwrap();
+    let e = max_err(&fast, &exact);
+    assert!(e < 0.05, "H={h} Hkv={hkv} D={d} int8 vs f32: {e}");
 }
 
 #[test]
@@ -87,6 +103,26 @@ fn paged_write_stores_rows_at_slots_in_the_cache_dtype() {
         let err = cache.paged_write_(&ids(&[8, 0]), &src).unwrap_err().to_string();
         assert!(err.contains("paged_write"), "{err}");
     }
+    // int8: each (slot, head) row is its f32 scale and codes; values come back within half a step.
+    let cache = Tensor::zeros(&[8, 2, q8_row_bytes(3)], DType::U8, &dev).unwrap();
+    let src = Tensor::from_vec((0..12).map(|x| (x as f32 - 5.0) * 0.37).collect::<Vec<_>>(), &[2, 2, 3], &dev).unwrap();
+    cache.paged_write_(&ids(&[6, 1]), &src).unwrap();
+    let bytes = cache.to_vec::<u8>().unwrap();
+    let want = src.to_vec::<f32>().unwrap();
+    for (slot, row) in [(6usize, 0usize), (1, 1)] {
+        for head in 0..2 {
+            let at = (slot * 2 + head) * q8_row_bytes(3);
+            let mut got = [0f32; 3];
+            q8_dequantize_row(&bytes[at..at + q8_row_bytes(3)], &mut got);
+            let x = &want[(row * 2 + head) * 3..(row * 2 + head) * 3 + 3];
+            let step = x.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+            assert!(got.iter().zip(x).all(|(g, w)| (g - w).abs() <= step / 2.0 + 1e-7), "{got:?} vs {x:?}");
+        }
+    }
+    assert!(bytes.iter().filter(|&&b| b != 0).count() <= 2 * 2 * q8_row_bytes(3), "nothing else written");
+    // a row width that is not D + 4 is a shape error
+    let wrong = Tensor::zeros(&[8, 2, 3], DType::U8, &dev).unwrap();
+    assert!(wrong.paged_write_(&ids(&[0, 1]), &src).is_err());
 }
 
 #[test]

@@ -20,7 +20,7 @@ pub use batching::{BatchEngine, BatchRequest, EngineStats, FinishReason, Schedul
 pub use beam::{beam_search, BeamSearch, Hypothesis};
 pub use constrained::{generate_constrained, RegexConstraint};
 pub use json_schema::schema_to_regex;
-pub use kiln_nn::attention::SeqId;
+pub use kiln_nn::attention::{kv_row_bytes, SeqId};
 pub use logprobs::{token_logprobs, TokenLogprobs};
 pub use perplexity::{perplexity, Perplexity};
 pub use speculative::{accept_or_resample, generate_speculative, SpecStats};

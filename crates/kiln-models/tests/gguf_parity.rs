@@ -197,3 +197,54 @@ fn chat_template_renders_like_transformers() {
         assert_eq!(tmpl.render(&msgs, true).unwrap(), chat["rendered"].as_str().unwrap());
     }
 }
+
+/// The paged KV cache in f16 and int8 (a scale per token and head) against f32, on SmolLM2's
+/// real keys and values: one prefill of each teacher-forced sequence through `forward_paged`
+/// (every position attends over the stored cache), compared position by position as the KL
+/// divergence of the next-token distributions and the agreement of their argmax.
+#[test]
+fn smollm2_int8_kv_cache_tracks_f32() {
+    use kiln_core::DType;
+    let Some(g) = model_file() else { return };
+    let dev = kiln_cpu::cpu();
+    let model = Gpt::from_gguf(&g, &dev).unwrap();
+    let v = model.cfg.vocab_size;
+    let llama = reference("smollm2_llama_cpp.json");
+    let run = |seq: &[u32], dtype: DType| {
+        let mut cache = model.new_paged_cache(seq.len().div_ceil(16), 16, dtype, false, &dev).unwrap();
+        cache.add_sequence(0, seq).unwrap();
+        assert!(cache.reserve(0, seq.len()).unwrap());
+        let batch = cache.batch(&[(0, seq.len())], &dev).unwrap();
+        let flat = Tensor::from_vec(seq.iter().map(|&t| t as i64).collect(), &[seq.len()], &dev).unwrap();
+        let rows = Tensor::from_vec((0..seq.len() as i64).collect(), &[seq.len()], &dev).unwrap();
+        model.forward_paged(&flat, &batch, &cache, &rows).unwrap().to_vec_f64().unwrap()
+    };
+    for case in llama["cases"].as_array().unwrap() {
+        let seq = ids_of(&case["forced"]);
+        let exact = run(&seq, DType::F32);
+        let (pe, le) = (lse_argmax(&exact, v), exact.chunks(v));
+        // (mean KL(f32 ‖ x) in nats, max KL, argmax agreement)
+        let stats = |x: &[f64]| {
+            let px = lse_argmax(x, v);
+            let kl: Vec<f64> = le
+                .clone()
+                .zip(x.chunks(v))
+                .zip(pe.iter().zip(&px))
+                .map(|((a, b), (ea, eb))| {
+                    a.iter().zip(b).map(|(p, q)| (p - ea.0).exp() * ((p - ea.0) - (q - eb.0))).sum()
+                })
+                .collect();
+            let agree = pe.iter().zip(&px).filter(|(a, b)| a.1 == b.1).count() as f64 / px.len() as f64;
+            (kl.iter().sum::<f64>() / kl.len() as f64, kl.iter().cloned().fold(0.0, f64::max), agree)
+        };
+        let ((kl_h, max_h, a_h), (kl_q, max_q, a_q)) = (stats(&run(&seq, DType::F16)), stats(&run(&seq, DType::U8)));
+        println!(
+            "{} positions: KL(f32 KV ‖ x) mean/max f16 {kl_h:.2e}/{max_h:.2e}, int8 {kl_q:.2e}/{max_q:.2e}; argmax agreement f16 {:.0} %, int8 {:.0} %",
+            seq.len(),
+            100.0 * a_h,
+            100.0 * a_q
+        );
+        assert!(kl_q < 0.01 && max_q < 0.05, "int8 KV: KL mean {kl_q}, max {max_q}");
+        assert!(a_q >= 0.95, "int8 KV argmax agreement {a_q}");
+    }
+}

@@ -19,7 +19,7 @@ pub struct ServeOptions {
     pub kv_cache_bytes: usize,
     /// Tokens per KV block.
     pub block_size: usize,
-    /// Storage dtype of the KV cache: f32, f16 or bf16.
+    /// Storage dtype of the KV cache: f32, f16, bf16, or `U8` for int8 rows (a scale per token and head).
     pub kv_dtype: DType,
     /// Reuse the KV blocks of prompt prefixes seen before.
     pub prefix_caching: bool,
@@ -67,8 +67,8 @@ impl ServeOptions {
                 "max_num_seqs, block_size and max_tokens_per_step must be at least 1".into(),
             ));
         }
-        if !matches!(self.kv_dtype, DType::F32 | DType::F16 | DType::BF16) {
-            return Err(ServeError::Options(format!("KV dtype {} (use f32, f16 or bf16)", self.kv_dtype)));
+        if !matches!(self.kv_dtype, DType::F32 | DType::F16 | DType::BF16 | DType::U8) {
+            return Err(ServeError::Options(format!("KV dtype {} (use f32, f16, bf16 or u8 = int8)", self.kv_dtype)));
         }
         if self.default_max_tokens == 0 {
             return Err(ServeError::Options("default_max_tokens must be at least 1".into()));

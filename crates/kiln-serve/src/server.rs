@@ -141,7 +141,8 @@ pub fn router(model: ServedModel, opts: ServeOptions) -> Result<Router, ServeErr
 fn scheduler_config(cfg: &kiln_models::gpt::GptConfig, opts: &ServeOptions) -> SchedulerConfig {
     let bs = opts.block_size;
     let ctx_blocks = cfg.n_positions.div_ceil(bs);
-    let block_bytes = 2 * cfg.n_layer * cfg.n_kv_head * cfg.head_dim() * opts.kv_dtype.size_in_bytes() * bs;
+    let row = kiln_infer::kv_row_bytes(opts.kv_dtype, cfg.head_dim()).unwrap_or(0);
+    let block_bytes = 2 * cfg.n_layer * cfg.n_kv_head * row * bs;
     let num_blocks = if opts.kv_blocks > 0 {
         opts.kv_blocks
     } else {

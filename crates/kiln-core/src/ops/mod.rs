@@ -22,7 +22,7 @@ mod view;
 
 pub use attention::AttentionOpts;
 pub use cross_entropy::{CrossEntropyOpts, Reduction};
-pub use paged_attention::PagedBatch;
+pub use paged_attention::{q8_dequantize_row, q8_quantize_row, q8_row_bytes, PagedBatch};
 
 /// Every differentiable op, by tape name.
 #[rustfmt::skip]

@@ -9,8 +9,17 @@
 //! with `G = H / Hkv` query heads per kv head (grouped-query attention).
 //!
 //! # Shapes
-//! `q`: (N, H, D) f32; `k`, `v`: (slots, Hkv, D) f32/f16/bf16; `block_tables`: (S, max_blocks)
-//! i64; `token_seq`, `token_len`: (N) i64; output (N, H, D) f32. Inference only (not recorded).
+//! `q`: (N, H, D) f32; `k`, `v`: (slots, Hkv, D) f32/f16/bf16, or (slots, Hkv, D + 4) u8 for
+//! an int8 cache (below); `block_tables`: (S, max_blocks) i64; `token_seq`, `token_len`: (N)
+//! i64; output (N, H, D) f32. Inference only (not recorded).
+//!
+//! # int8 cache
+//! A `u8` cache stores each (slot, kv head) row of `D` values as [`q8_row_bytes`]`(D) = D + 4`
+//! bytes: its scale `s = max|x| / 127` as a little-endian f32, then the codes
+//! `round(x / s)` ∈ [−127, 127] as two's-complement bytes; `x ≈ s·code`. Per-token, per-head
+//! scales follow each row's own range (keys vary a lot across heads), at 1 + 4/D bytes per value
+//! — a quarter of f32, half of f16 — with a relative error of at most 1/254 of the row's largest
+//! magnitude.
 
 use crate::backend::PagedAttentionArgs;
 use crate::tensor::check_same_device;
@@ -38,6 +47,52 @@ fn bad(msg: String) -> Error {
     Error::Invalid { op: "paged_attention", msg }
 }
 
+/// Bytes of one int8 cache row of `d` values: an f32 scale and `d` codes.
+pub const fn q8_row_bytes(d: usize) -> usize {
+    d + 4
+}
+
+/// Quantizes `x` (`d` values) into an int8 cache row `out` ([`q8_row_bytes`]`(d)` bytes).
+pub fn q8_quantize_row(x: &[f32], out: &mut [u8]) {
+    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let scale = amax / 127.0;
+    let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+    out[..4].copy_from_slice(&scale.to_le_bytes());
+    for (o, &v) in out[4..].iter_mut().zip(x) {
+        *o = ((v * inv).round().clamp(-127.0, 127.0) as i8) as u8;
+    }
+}
+
+/// The values of an int8 cache row (`out.len()` = `d`).
+pub fn q8_dequantize_row(row: &[u8], out: &mut [f32]) {
+    let scale = f32::from_le_bytes([row[0], row[1], row[2], row[3]]);
+    for (o, &c) in out.iter_mut().zip(&row[4..]) {
+        *o = scale * (c as i8) as f32;
+    }
+}
+
+/// The head dim of a cache tensor's last dim (`D`, or `D + 4` bytes for int8).
+fn cache_head_dim(cache: &Tensor) -> Option<usize> {
+    let last = *cache.dims().last()?;
+    if cache.dtype() == DType::U8 {
+        last.checked_sub(4)
+    } else {
+        Some(last)
+    }
+}
+
+/// An int8 cache (slots, Hkv, D + 4) as f32 (slots, Hkv, D).
+fn q8_dequantize_cache(c: &Tensor) -> Result<Tensor> {
+    let d = cache_head_dim(c).ok_or_else(|| bad(format!("an int8 cache row needs 4 + D bytes, got {:?}", c.dims())))?;
+    let bytes = c.contiguous()?.to_vec::<u8>()?;
+    let mut out = vec![0f32; bytes.len() / q8_row_bytes(d) * d];
+    for (row, o) in bytes.chunks_exact(q8_row_bytes(d)).zip(out.chunks_exact_mut(d)) {
+        q8_dequantize_row(row, o);
+    }
+    let dims = [&c.dims()[..c.rank() - 1], &[d]].concat();
+    Tensor::from_vec(out, &dims, c.device())
+}
+
 impl Tensor {
     /// Paged attention of `q` (N, H, D) over the paged cache `k`, `v` (slots, Hkv, D); see the
     /// module docs. `scale` defaults to `1/√D`.
@@ -51,7 +106,13 @@ impl Tensor {
         check_same_device("paged_attention", q, k)?;
         check_same_device("paged_attention", q, v)?;
         let (qd, kd) = (q.dims(), k.dims());
-        if q.rank() != 3 || k.rank() != 3 || v.dims() != kd || kd[2] != qd[2] || kd[1] == 0 || qd[1] % kd[1] != 0 {
+        if q.rank() != 3
+            || k.rank() != 3
+            || v.dims() != kd
+            || cache_head_dim(k) != Some(qd[2])
+            || kd[1] == 0
+            || qd[1] % kd[1] != 0
+        {
             return Err(Error::ShapeMismatch { op: "paged_attention", lhs: qd.to_vec(), rhs: kd.to_vec() });
         }
         if q.dtype() != DType::F32 || k.dtype() != v.dtype() {
@@ -108,7 +169,9 @@ impl Tensor {
                 batch.token_len.to_vec::<i64>()?,
             );
             let (mb, bs) = (batch.block_tables.dims()[1], batch.block_size);
-            let (k, v) = (k.to_dtype(DType::F32)?, v.to_dtype(DType::F32)?);
+            let widen =
+                |c: &Tensor| if c.dtype() == DType::U8 { q8_dequantize_cache(c) } else { c.to_dtype(DType::F32) };
+            let (k, v) = (widen(k)?, widen(v)?);
             let opts = crate::ops::AttentionOpts { scale, ..crate::ops::AttentionOpts::new() };
             let mut outs = Vec::with_capacity(seqs.len());
             for (n, (&s, &len)) in seqs.iter().zip(&lens).enumerate() {
@@ -129,11 +192,17 @@ impl Tensor {
     }
 
     /// Writes `src` (N, …) into rows `slots` (N) of this cache tensor (slots, …) in place,
-    /// converting f32 to the cache's dtype. Not recorded on the tape.
+    /// converting f32 to the cache's dtype (an int8 cache (slots, Hkv, D + 4) quantizes each
+    /// (token, head) row of `src` (N, Hkv, D)). Not recorded on the tape.
     pub fn paged_write_(&self, slots: &Tensor, src: &Tensor) -> Result<()> {
         check_same_device("paged_write", self, src)?;
         let (cd, sd) = (self.dims(), src.dims());
-        if self.rank() < 1 || src.rank() != self.rank() || cd[1..] != sd[1..] || slots.dims() != [sd[0]] {
+        let row_ok = if self.dtype() == DType::U8 {
+            self.rank() == 3 && cd[1] == sd.get(1).copied().unwrap_or(0) && cache_head_dim(self) == sd.last().copied()
+        } else {
+            cd[1..] == sd[1..]
+        };
+        if self.rank() < 1 || src.rank() != self.rank() || !row_ok || slots.dims() != [sd[0]] {
             return Err(Error::ShapeMismatch { op: "paged_write", lhs: cd.to_vec(), rhs: sd.to_vec() });
         }
         if !self.is_contiguous() {

@@ -2,8 +2,8 @@
 //! cache"). The maths is on `Tensor::paged_attention` in kiln-core; here is the CPU kernel.
 //!
 //! Decoding is memory-bound: every key and value row is read once per (query token, kv head),
-//! converted to f32 on the fly (the cache may be f16/bf16), and used by all `G = H/Hkv` query
-//! heads of its group. Work items are (query token, kv head) pairs, in parallel; each scores its
+//! converted to f32 on the fly (the cache may be f16/bf16, or int8 rows with a scale each), and
+//! used by all `G = H/Hkv` query heads of its group. Work items are (query token, kv head) pairs, in parallel; each scores its
 //! `L` keys for its `G` heads into per-thread scratch, normalises, and accumulates the values.
 
 use super::float::exp_f32;
@@ -11,6 +11,7 @@ use super::PAR_MIN;
 use crate::storage::{contiguous_slice, cpu, cpu_mut, CpuStorage};
 use half::{bf16, f16};
 use kiln_core::backend::{Arg, BoxStorage, PagedAttentionArgs, Storage};
+use kiln_core::ops::{q8_quantize_row, q8_row_bytes};
 use kiln_core::{Error, Layout, Result};
 use rayon::prelude::*;
 
@@ -67,22 +68,74 @@ fn f32s<'a>(op: &'static str, a: Arg<'a>) -> Result<&'a [f32]> {
     }
 }
 
-/// `Σ a[i]·b[i]` with 8 independent lanes (vectorises; f16/bf16 widen per element).
+/// `Σ a[i]·f(b[i])` with 8 independent lanes (vectorises; f16/bf16/int8 widen per element).
 #[inline(always)]
-fn dot<T: KvElem>(a: &[f32], b: &[T]) -> f32 {
+fn dot<T: Copy>(a: &[f32], b: &[T], f: impl Fn(T) -> f32) -> f32 {
     let mut acc = [0f32; 8];
     let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
     let (ar, br) = (ac.remainder(), bc.remainder());
     for (x, y) in ac.zip(bc) {
         for i in 0..8 {
-            acc[i] += x[i] * y[i].to_f32();
+            acc[i] += x[i] * f(y[i]);
         }
     }
     let mut s = acc.iter().sum::<f32>();
-    for (x, y) in ar.iter().zip(br) {
-        s += x * y.to_f32();
+    for (x, &y) in ar.iter().zip(br) {
+        s += x * f(y);
     }
     s
+}
+
+/// The rows of a key or value cache: row `r` = (slot, kv head) `slot·Hkv + kh`, `D` values.
+trait KvRows: Sync {
+    /// `q · row r`.
+    fn dot(&self, r: usize, q: &[f32]) -> f32;
+    /// `out += p · row r`.
+    fn axpy(&self, r: usize, p: f32, out: &mut [f32]);
+}
+
+/// An f32/f16/bf16 cache: `D` elements per row.
+struct Dense<'a, T>(&'a [T], usize);
+
+impl<T: KvElem> KvRows for Dense<'_, T> {
+    #[inline(always)]
+    fn dot(&self, r: usize, q: &[f32]) -> f32 {
+        dot(q, &self.0[r * self.1..(r + 1) * self.1], T::to_f32)
+    }
+    #[inline(always)]
+    fn axpy(&self, r: usize, p: f32, out: &mut [f32]) {
+        for (x, y) in out.iter_mut().zip(&self.0[r * self.1..(r + 1) * self.1]) {
+            *x += p * y.to_f32();
+        }
+    }
+}
+
+/// An int8 cache: per row an f32 scale and `D` codes (`kiln_core::ops::q8_quantize_row`).
+struct Int8<'a>(&'a [u8], usize);
+
+impl Int8<'_> {
+    #[inline(always)]
+    fn row(&self, r: usize) -> (f32, &[u8]) {
+        let w = q8_row_bytes(self.1);
+        let b = &self.0[r * w..(r + 1) * w];
+        (f32::from_le_bytes([b[0], b[1], b[2], b[3]]), &b[4..])
+    }
+}
+
+impl KvRows for Int8<'_> {
+    #[inline(always)]
+    fn dot(&self, r: usize, q: &[f32]) -> f32 {
+        let (scale, codes) = self.row(r);
+        scale * dot(q, codes, |c| (c as i8) as f32)
+    }
+    #[inline(always)]
+    fn axpy(&self, r: usize, p: f32, out: &mut [f32]) {
+        let (scale, codes) = self.row(r);
+        let ps = p * scale;
+        for (x, &c) in out.iter_mut().zip(codes) {
+            *x += ps * (c as i8) as f32;
+        }
+    }
 }
 
 /// The physical slot of key `j` of the sequence whose block table is `table`.
@@ -113,12 +166,12 @@ fn check_meta(tables: &[i64], mb: usize, seqs: &[i64], lens: &[i64], slots: usiz
 }
 
 #[allow(clippy::too_many_arguments)]
-fn attend<T: KvElem>(
+fn attend<R: KvRows>(
     a: &PagedAttentionArgs,
     q: &[f32],
     (h, hkv, d): (usize, usize, usize),
-    k: &[T],
-    v: &[T],
+    k: &R,
+    v: &R,
     (tables, mb): (&[i64], usize),
     seqs: &[i64],
     lens: &[i64],
@@ -133,10 +186,9 @@ fn attend<T: KvElem>(
         scores.clear();
         scores.resize(g * len, 0.0); // (G, L)
         for j in 0..len {
-            let row = (slot(table, bs, j) * hkv + kh) * d;
-            let kr = &k[row..row + d];
+            let row = slot(table, bs, j) * hkv + kh;
             for (gi, qr) in qg.chunks_exact(d).enumerate() {
-                scores[gi * len + j] = dot(qr, kr) * scale;
+                scores[gi * len + j] = k.dot(row, qr) * scale;
             }
         }
         for sr in scores.chunks_exact_mut(len) {
@@ -151,13 +203,9 @@ fn attend<T: KvElem>(
         }
         o.fill(0.0);
         for j in 0..len {
-            let row = (slot(table, bs, j) * hkv + kh) * d;
-            let vr = &v[row..row + d];
+            let row = slot(table, bs, j) * hkv + kh;
             for (gi, or) in o.chunks_exact_mut(d).enumerate() {
-                let p = scores[gi * len + j];
-                for (x, y) in or.iter_mut().zip(vr) {
-                    *x += p * y.to_f32();
-                }
+                v.axpy(row, scores[gi * len + j], or);
             }
         }
     };
@@ -188,21 +236,30 @@ pub(crate) fn paged_attention(
     let mb = block_tables.1.shape().get(1).copied().unwrap_or(0);
     let (tables, seqs, lens) = (ids(OP, block_tables)?, ids(OP, token_seq)?, ids(OP, token_len)?);
     check_meta(tables, mb, seqs, lens, kd[0], a.block_size)?;
+    let geo = (h, hkv, d);
     let out = match (cpu(OP, k.0)?, cpu(OP, v.0)?) {
         (CpuStorage::F32(kc), CpuStorage::F32(vc)) => {
-            let (kc, vc) = (contiguous_slice(OP, kc, k.1)?, contiguous_slice(OP, vc, v.1)?);
-            attend(a, qv, (h, hkv, d), kc, vc, (tables, mb), seqs, lens)
+            let (kc, vc) = (Dense(contiguous_slice(OP, kc, k.1)?, d), Dense(contiguous_slice(OP, vc, v.1)?, d));
+            attend(a, qv, geo, &kc, &vc, (tables, mb), seqs, lens)
         }
         (CpuStorage::F16(kc), CpuStorage::F16(vc)) => {
-            let (kc, vc) = (contiguous_slice(OP, kc, k.1)?, contiguous_slice(OP, vc, v.1)?);
-            attend(a, qv, (h, hkv, d), kc, vc, (tables, mb), seqs, lens)
+            let (kc, vc) = (Dense(contiguous_slice(OP, kc, k.1)?, d), Dense(contiguous_slice(OP, vc, v.1)?, d));
+            attend(a, qv, geo, &kc, &vc, (tables, mb), seqs, lens)
         }
         (CpuStorage::BF16(kc), CpuStorage::BF16(vc)) => {
-            let (kc, vc) = (contiguous_slice(OP, kc, k.1)?, contiguous_slice(OP, vc, v.1)?);
-            attend(a, qv, (h, hkv, d), kc, vc, (tables, mb), seqs, lens)
+            let (kc, vc) = (Dense(contiguous_slice(OP, kc, k.1)?, d), Dense(contiguous_slice(OP, vc, v.1)?, d));
+            attend(a, qv, geo, &kc, &vc, (tables, mb), seqs, lens)
+        }
+        (CpuStorage::U8(kc), CpuStorage::U8(vc)) => {
+            let (kc, vc) = (Int8(contiguous_slice(OP, kc, k.1)?, d), Int8(contiguous_slice(OP, vc, v.1)?, d));
+            attend(a, qv, geo, &kc, &vc, (tables, mb), seqs, lens)
         }
         (o, _) => {
-            return Err(Error::UnsupportedDType { op: OP, dtype: o.dtype(), msg: "KV cache must be f32, f16 or bf16" })
+            return Err(Error::UnsupportedDType {
+                op: OP,
+                dtype: o.dtype(),
+                msg: "KV cache must be f32, f16, bf16 or int8 (u8 rows)",
+            })
         }
     };
     Ok(Box::new(CpuStorage::F32(out)))
@@ -233,8 +290,29 @@ pub(crate) fn paged_write(cache: &mut dyn Storage, cl: &Layout, slots: Arg, src:
         CpuStorage::F32(c) => write_rows(&mut c[lo..hi], w, slots, src),
         CpuStorage::F16(c) => write_rows(&mut c[lo..hi], w, slots, src),
         CpuStorage::BF16(c) => write_rows(&mut c[lo..hi], w, slots, src),
+        CpuStorage::U8(c) => {
+            // (slots, Hkv, D + 4) bytes from (N, Hkv, D) values: one scaled row per head.
+            let d = cl.shape().last().copied().unwrap_or(0).saturating_sub(4);
+            if d == 0 {
+                return Err(Error::Invalid {
+                    op: OP,
+                    msg: format!("int8 cache rows of {:?} hold no values", cl.shape()),
+                });
+            }
+            let c = &mut c[lo..hi];
+            for (&s, row) in slots.iter().zip(src.chunks_exact(w / q8_row_bytes(d) * d)) {
+                let dst = &mut c[s as usize * w..(s as usize + 1) * w];
+                for (o, x) in dst.chunks_exact_mut(q8_row_bytes(d)).zip(row.chunks_exact(d)) {
+                    q8_quantize_row(x, o);
+                }
+            }
+        }
         o => {
-            return Err(Error::UnsupportedDType { op: OP, dtype: o.dtype(), msg: "KV cache must be f32, f16 or bf16" })
+            return Err(Error::UnsupportedDType {
+                op: OP,
+                dtype: o.dtype(),
+                msg: "KV cache must be f32, f16, bf16 or int8 (u8 rows)",
+            })
         }
     }
     Ok(())

@@ -6,4 +6,4 @@ mod paged_kv_cache;
 
 pub use kv_cache::KvCache;
 pub use mha::{AttentionConfig, MultiHeadAttention};
-pub use paged_kv_cache::{PagedKvCache, PagedKvConfig, SeqId};
+pub use paged_kv_cache::{kv_row_bytes, PagedKvCache, PagedKvConfig, SeqId};

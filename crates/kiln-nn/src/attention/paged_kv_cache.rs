@@ -14,7 +14,8 @@
 //!   prefill; freed blocks keep their contents (and key) until the allocator needs them, least
 //!   recently freed first.
 //!
-//! Size: `2 · layers · slots · kv_heads · head_dim · bytes(dtype)` ([`PagedKvCache::bytes`]).
+//! Size: `2 · layers · slots · kv_heads · head_dim · bytes(dtype)` ([`PagedKvCache::bytes`]);
+//! int8 rows take `head_dim + 4` bytes (codes and an f32 scale).
 
 use kiln_core::ops::PagedBatch;
 use kiln_core::{no_grad, DType, Device, Error, Result, Tensor};
@@ -46,7 +47,8 @@ pub struct PagedKvConfig {
     pub num_blocks: usize,
     /// Token slots per block (vLLM uses 16 or 32).
     pub block_size: usize,
-    /// Storage dtype of keys and values (f32, f16 or bf16).
+    /// Storage dtype of keys and values: f32, f16, bf16, or `U8` for int8 rows with a scale
+    /// per (token, head) (`kiln_core::ops::q8_quantize_row`).
     pub dtype: DType,
     /// Reuse cached full blocks of common prompt prefixes.
     pub prefix_caching: bool,
@@ -73,6 +75,16 @@ fn invalid(op: &'static str, msg: String) -> Error {
     Error::Invalid { op, msg }
 }
 
+/// Bytes of one (token, head) row of `head_dim` keys or values stored as `dtype`: `D·4` (f32),
+/// `D·2` (f16, bf16), `D + 4` (int8 codes and an f32 scale, `U8`); `None` for other dtypes.
+pub fn kv_row_bytes(dtype: DType, head_dim: usize) -> Option<usize> {
+    match dtype {
+        DType::F32 | DType::F16 | DType::BF16 => Some(head_dim * dtype.size_in_bytes()),
+        DType::U8 => Some(kiln_core::ops::q8_row_bytes(head_dim)),
+        _ => None,
+    }
+}
+
 /// The prefix hash of a block: its tokens after the hash of everything before it.
 fn block_hash(parent: Option<u64>, tokens: &[u32]) -> u64 {
     let mut h = DefaultHasher::new();
@@ -87,10 +99,10 @@ impl PagedKvCache {
         if cfg.block_size == 0 || cfg.num_blocks == 0 || cfg.kv_heads == 0 || cfg.head_dim == 0 {
             return Err(invalid("PagedKvCache", format!("every size must be positive: {cfg:?}")));
         }
-        if !matches!(cfg.dtype, DType::F32 | DType::F16 | DType::BF16) {
-            return Err(invalid("PagedKvCache", format!("KV dtype {} (use f32, f16 or bf16)", cfg.dtype)));
-        }
-        let shape = [cfg.num_blocks * cfg.block_size, cfg.kv_heads, cfg.head_dim];
+        let row = kv_row_bytes(cfg.dtype, cfg.head_dim).ok_or_else(|| {
+            invalid("PagedKvCache", format!("KV dtype {} (use f32, f16, bf16 or u8 = int8)", cfg.dtype))
+        })?;
+        let shape = [cfg.num_blocks * cfg.block_size, cfg.kv_heads, row / cfg.dtype.size_in_bytes()];
         let layers = (0..cfg.layers)
             .map(|_| Ok((Tensor::zeros(&shape, cfg.dtype, device)?, Tensor::zeros(&shape, cfg.dtype, device)?)))
             .collect::<Result<_>>()?;
@@ -111,9 +123,10 @@ impl PagedKvCache {
         &self.cfg
     }
 
-    /// Bytes of one token's keys and values over all layers: `2·layers·Hkv·D·bytes`.
+    /// Bytes of one token's keys and values over all layers: `2·layers·Hkv·row`, `row` =
+    /// [`kv_row_bytes`] (`D·bytes`, or `D + 4` for int8).
     pub fn bytes_per_token(&self) -> usize {
-        2 * self.cfg.layers * self.cfg.kv_heads * self.cfg.head_dim * self.cfg.dtype.size_in_bytes()
+        2 * self.cfg.layers * self.cfg.kv_heads * kv_row_bytes(self.cfg.dtype, self.cfg.head_dim).unwrap_or(0)
     }
 
     /// Bytes of the whole pool, as allocated.
