@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Checks a running kiln serve (or any OpenAI-compatible server) with the official `openai`
 Python client (`pip install openai`): completions, chat, streaming (concatenated deltas equal
-the whole response for the same seed), stop strings, n > 1, logprobs, /v1/models, and
+the whole response for the same seed), stop strings, n > 1, logprobs (and prompt scoring with
+echo), /v1/models, and
 malformed requests (unknown model -> 404 NotFoundError, bad sampling values -> 400
 BadRequestError).
 
@@ -151,6 +152,14 @@ def main() -> int:
         assert len(lp.token_logprobs) == len(lp.tokens) == len(lp.top_logprobs) == len(lp.text_offset)
         for tok, chosen, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
             assert abs(max(top.values()) - chosen) < 1e-6, (tok, chosen, top)  # greedy takes the top token
+
+    @check("completions.create echo + logprobs + max_tokens=0 (prompt scoring)")
+    def _():
+        r = client.completions.create(model=model, prompt=prompt, max_tokens=0, echo=True, logprobs=1)
+        lp = r.choices[0].logprobs
+        assert r.choices[0].text == prompt and "".join(lp.tokens) == prompt, (r.choices[0].text, lp.tokens)
+        assert lp.token_logprobs[0] is None and all(x < 0 for x in lp.token_logprobs[1:]), lp.token_logprobs
+        assert r.usage.completion_tokens == 0
 
     @check("malformed: unknown model -> 404 NotFoundError")
     def _():

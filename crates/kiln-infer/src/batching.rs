@@ -70,6 +70,10 @@ pub struct BatchRequest {
     /// Return each sampled token's log-probability and this many most likely alternatives
     /// ([`TokenLogprobs`], from the raw logits); `None`: none.
     pub logprobs: Option<usize>,
+    /// Also score the prompt: the log-probability of every prompt token after the first given
+    /// the ones before it, with this many alternatives ([`StepEvent::PromptLogprobs`]). Such a
+    /// sequence does not reuse cached prefixes (their logits were never computed).
+    pub prompt_logprobs: Option<usize>,
 }
 
 /// Why a sequence ended.
@@ -93,6 +97,16 @@ pub enum StepEvent {
         /// Its log-probabilities, when the request asked for them.
         logprobs: Option<TokenLogprobs>,
     },
+    /// Log-probabilities of prompt tokens `first..first + logprobs.len()` of sequence `id`
+    /// (each given the tokens before it; `first` ≥ 1), in prompt order, chunk by chunk.
+    PromptLogprobs {
+        /// The sequence.
+        id: SeqId,
+        /// Index in the prompt of the first token scored.
+        first: usize,
+        /// One entry per scored token.
+        logprobs: Vec<TokenLogprobs>,
+    },
     /// Sequence `id` ended (after its last `Token`); its blocks are free.
     Finished {
         /// The sequence.
@@ -115,6 +129,9 @@ struct Sequence {
     in_cache: bool,
     /// The constraint's state after the generated text.
     dfa: Option<StateID>,
+    /// Prompt tokens scored so far (from 1: the first token has no context), when the request
+    /// asked for prompt log-probabilities.
+    prompt_scored: usize,
 }
 
 impl Sequence {
@@ -197,7 +214,7 @@ impl<'m> BatchEngine<'m> {
         let id = self.next_id;
         self.next_id += 1;
         let tokens = req.prompt.clone();
-        self.waiting.push_back(Sequence { id, req, tokens, computed: 0, in_cache: false, dfa });
+        self.waiting.push_back(Sequence { id, req, tokens, computed: 0, in_cache: false, dfa, prompt_scored: 1 });
         Ok(id)
     }
 
@@ -271,8 +288,10 @@ impl<'m> BatchEngine<'m> {
             let Some(mut s) = self.waiting.pop_front() else { break };
             if !s.in_cache {
                 // A prompt's cached full blocks are reused (only those of its original prompt:
-                // a recomputed sequence hashes its generated tokens too).
-                s.computed = self.cache.add_sequence(s.id, &s.tokens)?;
+                // a recomputed sequence hashes its generated tokens too) — unless the prompt is
+                // still to be scored, which needs its logits.
+                let scoring = s.req.prompt_logprobs.is_some() && s.prompt_scored < s.req.prompt.len();
+                s.computed = self.cache.add_sequence(s.id, if scoring { &[] } else { &s.tokens })?;
                 self.stats.prefix_hit_tokens += s.computed as u64;
                 s.in_cache = true;
             }
@@ -299,13 +318,25 @@ impl<'m> BatchEngine<'m> {
         }
         let items: Vec<(SeqId, usize)> = plan.iter().map(|&(i, n)| (self.running[i].id, n)).collect();
         let batch = self.cache.batch(&items, &self.device)?;
-        let (mut flat, mut rows, mut samplers) = (vec![], vec![], vec![]);
+        // Logit rows: (running index, row) of each sequence that samples this step, and
+        // (running index, prompt token scored, row) of prompt tokens being scored.
+        let (mut flat, mut rows, mut samplers, mut scored) = (vec![], vec![], vec![], vec![]);
         for &(i, n) in &plan {
             let s = &self.running[i];
+            let start = flat.len() as i64;
             flat.extend(s.tokens[s.computed..s.computed + n].iter().map(|&t| t as i64));
+            if s.req.prompt_logprobs.is_some() {
+                // Position p's logits score prompt token p + 1.
+                for p in s.computed..s.computed + n {
+                    if p + 1 >= s.prompt_scored && p + 1 < s.req.prompt.len() {
+                        scored.push((i, p + 1, rows.len()));
+                        rows.push(start + (p - s.computed) as i64);
+                    }
+                }
+            }
             if s.computed + n == s.tokens.len() {
+                samplers.push((i, rows.len()));
                 rows.push(flat.len() as i64 - 1);
-                samplers.push(i);
             }
         }
         let n_flat = flat.len();
@@ -332,8 +363,24 @@ impl<'m> BatchEngine<'m> {
         }
         let v = self.model.cfg.vocab_size;
         let (mut events, mut finished) = (vec![], vec![]);
-        for (r, &i) in samplers.iter().enumerate() {
+        for chunk in scored.chunk_by(|a, b| a.0 == b.0) {
+            let s = &mut self.running[chunk[0].0];
+            let k = s.req.prompt_logprobs.unwrap_or(0);
+            let logprobs = chunk
+                .iter()
+                .map(|&(_, t, r)| token_logprobs(&logits[r * v..(r + 1) * v], s.req.prompt[t], k))
+                .collect();
+            events.push(StepEvent::PromptLogprobs { id: s.id, first: chunk[0].1, logprobs });
+            s.prompt_scored = chunk[chunk.len() - 1].1 + 1;
+        }
+        for &(i, r) in &samplers {
             let s = &mut self.running[i];
+            if s.req.max_new == 0 {
+                // Only the prompt was wanted (e.g. scored): nothing is sampled.
+                events.push(StepEvent::Finished { id: s.id, reason: FinishReason::Length });
+                finished.push(s.id);
+                continue;
+            }
             let Some(tok) = sample(s, &logits[r * v..(r + 1) * v])? else {
                 // The constraint's text is complete and nothing may follow.
                 events.push(StepEvent::Finished { id: s.id, reason: FinishReason::Stop });

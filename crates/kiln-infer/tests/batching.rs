@@ -28,7 +28,15 @@ fn requests(n: usize, vocab: u32) -> Vec<BatchRequest> {
                     ..Sampler::default()
                 }
             };
-            BatchRequest { prompt, max_new: 6 + 5 * (i % 4), sampler, stop: vec![], constraint: None, logprobs: None }
+            BatchRequest {
+                prompt,
+                max_new: 6 + 5 * (i % 4),
+                sampler,
+                stop: vec![],
+                constraint: None,
+                logprobs: None,
+                prompt_logprobs: None,
+            }
         })
         .collect()
 }
@@ -104,6 +112,7 @@ fn stop_tokens_abort_and_bad_requests() {
             stop: vec![free[2]],
             constraint: None,
             logprobs: None,
+            prompt_logprobs: None,
         })
         .unwrap();
     let b = engine
@@ -114,6 +123,7 @@ fn stop_tokens_abort_and_bad_requests() {
             stop: vec![],
             constraint: None,
             logprobs: None,
+            prompt_logprobs: None,
         })
         .unwrap();
     let mut events = vec![];
@@ -145,6 +155,7 @@ fn stop_tokens_abort_and_bad_requests() {
             stop: vec![],
             constraint: None,
             logprobs: None,
+            prompt_logprobs: None,
         })
         .unwrap();
     let events: Vec<StepEvent> = (0..10).flat_map(|_| engine.step().unwrap()).collect();
@@ -158,6 +169,7 @@ fn stop_tokens_abort_and_bad_requests() {
         stop: vec![],
         constraint: None,
         logprobs: None,
+        prompt_logprobs: None,
     };
     assert!(engine.add(bad(vec![], 4, greedy)).is_err(), "empty prompt");
     assert!(engine.add(bad(vec![1; 40], 4, greedy)).is_err(), "prompt fills the context");
@@ -207,6 +219,7 @@ fn constrained_sequences_in_a_batch_match_constrained_generation_alone() {
                 stop: vec![eos],
                 constraint: Some(c.clone()),
                 logprobs: None,
+                prompt_logprobs: None,
             });
         }
     }
@@ -247,6 +260,7 @@ fn logprobs_match_the_full_forward() {
                 stop: vec![],
                 constraint: None,
                 logprobs: Some(4),
+                prompt_logprobs: None,
             })
             .unwrap();
         let mut got = vec![];
@@ -273,5 +287,72 @@ fn logprobs_match_the_full_forward() {
                 assert_eq!(lp.top[0], (*token, lp.logprob));
             }
         }
+    }
+}
+
+/// Prompt log-probabilities: every prompt token after the first scored exactly once, in order,
+/// equal to a full forward's log-softmax — with chunked prefill, with preemption, and when the
+/// prompt's prefix blocks are in the cache (a scoring sequence recomputes them) — and
+/// `max_new: 0` ends after the prompt without sampling.
+#[test]
+fn prompt_logprobs_score_every_prompt_token_once() {
+    use kiln_core::{no_grad, Tensor};
+    let dev = kiln_cpu::cpu();
+    let model = Gpt::new(GptConfig::gpt2(64, 96, 32, 2, 4), 8, &dev).unwrap();
+    let prompt: Vec<u32> = (0..23).map(|i| (i * 5 + 3) % 64).collect();
+    let x = Tensor::from_vec(prompt.iter().map(|&t| t as i64).collect(), &[1, prompt.len()], &dev).unwrap();
+    let full = no_grad(|| model.forward(&x, None, false, 0)).unwrap().to_vec::<f32>().unwrap();
+    let want = |t: usize| {
+        let row = &full[(t - 1) * 64..t * 64];
+        let lse = row.iter().map(|&v| (v as f64).exp()).sum::<f64>().ln();
+        row[prompt[t] as usize] as f64 - lse
+    };
+    let greedy = Sampler { temperature: 0.0, ..Sampler::default() };
+    let req = |max_new: usize, scored: bool| BatchRequest {
+        prompt: prompt.clone(),
+        max_new,
+        sampler: greedy,
+        stop: vec![],
+        constraint: None,
+        logprobs: None,
+        prompt_logprobs: scored.then_some(2),
+    };
+    let base = SchedulerConfig { num_blocks: 64, block_size: 4, ..SchedulerConfig::default() };
+    for (what, cfg) in [
+        ("roomy", base),
+        ("chunked prefill", SchedulerConfig { max_tokens_per_step: 5, ..base }),
+        ("preemption", SchedulerConfig { num_blocks: 9, ..base }),
+    ] {
+        let mut engine = BatchEngine::new(&model, cfg, &dev).unwrap();
+        // A plain request first fills the prefix cache with the prompt's blocks.
+        engine.run_all(vec![req(2, false)]).unwrap();
+        let ids: Vec<u64> =
+            [req(0, true), req(12, true), req(12, false)].into_iter().map(|r| engine.add(r).unwrap()).collect();
+        let (mut scored, mut tokens, mut finished) = (vec![vec![]; 3], vec![0; 3], vec![None; 3]);
+        while engine.has_work() {
+            for e in engine.step().unwrap() {
+                let at = |id: u64| ids.iter().position(|&i| i == id).unwrap();
+                match e {
+                    StepEvent::PromptLogprobs { id, first, logprobs } => {
+                        let s: &mut Vec<(usize, f32)> = &mut scored[at(id)];
+                        assert_eq!(first, s.len() + 1, "{what}: chunks arrive in order, once");
+                        s.extend(logprobs.iter().enumerate().map(|(j, l)| (first + j, l.logprob)));
+                        assert!(logprobs.iter().all(|l| l.top.len() == 2));
+                    }
+                    StepEvent::Token { id, .. } => tokens[at(id)] += 1,
+                    StepEvent::Finished { id, reason } => finished[at(id)] = Some(reason),
+                }
+            }
+        }
+        for (k, s) in scored.iter().enumerate().take(2) {
+            assert_eq!(s.len(), prompt.len() - 1, "{what}: request {k} scores tokens 1..");
+            for &(t, lp) in s {
+                assert!((lp as f64 - want(t)).abs() < 1e-4, "{what}: token {t}");
+            }
+        }
+        assert!(scored[2].is_empty(), "{what}: not asked for");
+        assert_eq!(tokens, vec![0, 12, 12], "{what}");
+        assert_eq!(finished[0], Some(FinishReason::Length), "{what}");
+        assert_eq!(engine.cache().blocks_in_use(), 0, "{what}: blocks leaked");
     }
 }

@@ -36,6 +36,8 @@ struct Prepared {
     n: usize,
     /// Log-probabilities with this many alternatives per token.
     logprobs: Option<usize>,
+    /// Completions with `echo` and `logprobs`: score the prompt too.
+    prompt_logprobs: Option<usize>,
 }
 
 fn body_error(r: BytesRejection) -> ApiError {
@@ -146,7 +148,16 @@ fn prepare(app: &AppState, endpoint: Endpoint, body: &[u8]) -> Result<Prepared, 
         })?)),
     };
     let logprobs = request::logprobs(&f, endpoint)?;
+    let prompt_logprobs = logprobs.filter(|_| echo.is_some());
+    if max_tokens == 0 && prompt_logprobs.is_none() {
+        return Err(ApiError::invalid(
+            format!("'{}' must be at least 1 (0 only to score an echoed prompt with logprobs).", max_keys[0]),
+            Some(max_keys[0]),
+        )
+        .with_code("invalid_value"));
+    }
     Ok(Prepared {
+        prompt_logprobs,
         n: common.n,
         logprobs,
         constraint,
@@ -185,6 +196,7 @@ async fn run(app: AppState, p: Prepared) -> Result<Response, ApiError> {
             events: tx.clone(),
             index,
             logprobs: p.logprobs,
+            prompt_logprobs: p.prompt_logprobs,
             constraint: p.constraint.clone(),
         })?;
     }
@@ -222,12 +234,10 @@ async fn run(app: AppState, p: Prepared) -> Result<Response, ApiError> {
         };
         return Ok(stream.into_response(p.echo));
     }
-    let empty = Choice {
-        text: p.echo.unwrap_or_default(),
-        logprobs: p.logprobs.map(|_| vec![]),
-        offset: echo_chars,
-        ..Choice::default()
-    };
+    // With a scored prompt the entries start at the prompt's first token (offset 0).
+    let offset = if p.prompt_logprobs.is_some() { 0 } else { echo_chars };
+    let empty =
+        Choice { text: p.echo.unwrap_or_default(), logprobs: p.logprobs.map(|_| vec![]), offset, ..Choice::default() };
     let mut choices = vec![empty; p.n];
     let (mut finished, mut completion_tokens) = (0, 0);
     while finished < p.n {
@@ -239,6 +249,11 @@ async fn run(app: AppState, p: Prepared) -> Result<Response, ApiError> {
             Err(_) => return Err(ApiError::timeout(timeout)),
             Ok(None) => return Err(ApiError::internal("the generation worker dropped the request")),
             Ok(Some((_, Event::Started))) => {}
+            Ok(Some((i, Event::PromptLogprobs(entries)))) => {
+                if let Some(all) = &mut choices[i].logprobs {
+                    all.extend(entries);
+                }
+            }
             Ok(Some((i, Event::Text { text, logprobs }))) => {
                 choices[i].text.push_str(&text);
                 if let Some(all) = &mut choices[i].logprobs {
@@ -297,7 +312,8 @@ impl SseStream {
     /// Turns one worker event into chunks.
     fn on_event(&mut self, index: usize, event: Event) {
         match event {
-            Event::Started => {}
+            // Never sent for streams (refused when parsing the request).
+            Event::Started | Event::PromptLogprobs(_) => {}
             Event::Text { text, logprobs } => {
                 let lp = self.logprobs.then(|| logprobs_json(self.head.endpoint, &logprobs, self.offsets[index]));
                 self.offsets[index] += logprobs.iter().map(|e| e.token.chars().count()).sum::<usize>();

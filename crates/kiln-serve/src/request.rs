@@ -118,8 +118,9 @@ pub const MAX_N: usize = 16;
 pub const MAX_TOP_LOGPROBS: usize = 20;
 
 /// The log-probabilities a request asks for: `None`, or `Some(k)` alternatives per token.
-/// Completions: `logprobs` is that `k` (0 = only the sampled token's); chat: `logprobs: true`,
-/// with `top_logprobs: k` (which needs `logprobs: true`).
+/// Completions: `logprobs` is that `k` (0 = only the sampled token's; with `echo`, the prompt's
+/// tokens are scored too); chat: `logprobs: true`, with `top_logprobs: k` (which needs
+/// `logprobs: true`).
 pub fn logprobs(f: &Fields, endpoint: Endpoint) -> Result<Option<usize>, ApiError> {
     let range = |name: &str, k: i64| -> Result<usize, ApiError> {
         if (0..=MAX_TOP_LOGPROBS as i64).contains(&k) {
@@ -135,8 +136,8 @@ pub fn logprobs(f: &Fields, endpoint: Endpoint) -> Result<Option<usize>, ApiErro
                 None | Some(Value::Bool(false)) => None,
                 Some(_) => Some(range("logprobs", f.int("logprobs")?.unwrap_or(0))?),
             };
-            if k.is_some() && f.bool("echo")?.unwrap_or(false) {
-                return Err(unsupported("logprobs", "log-probabilities of an echoed prompt"));
+            if k.is_some() && f.bool("echo")?.unwrap_or(false) && f.bool("stream")?.unwrap_or(false) {
+                return Err(unsupported("logprobs", "streaming the log-probabilities of an echoed prompt"));
             }
             Ok(k)
         }
@@ -171,7 +172,8 @@ pub fn common(f: &Fields, max_keys: &[&str], max_tokens_limit: usize) -> Result<
     let mut max_tokens = None;
     for &key in max_keys {
         if let Some(m) = f.int(key)? {
-            if m < 1 {
+            // 0 is accepted here for completions that echo the prompt (scoring it): see prepare.
+            if m < 0 {
                 return Err(ApiError::invalid(format!("'{key}' must be at least 1, got {m}."), Some(key))
                     .with_code("invalid_value"));
             }

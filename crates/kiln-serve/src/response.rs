@@ -148,7 +148,7 @@ pub struct Choice {
     pub text: String,
     /// `stop` or `length`.
     pub finish: &'static str,
-    /// Its tokens' log-probabilities, when asked for.
+    /// Its tokens' log-probabilities, when asked for (an echoed prompt's tokens first).
     pub logprobs: Option<Vec<LogprobEntry>>,
     /// Characters before the first token (an echoed prompt), for completions' `text_offset`.
     pub offset: usize,
@@ -163,8 +163,8 @@ pub struct LogprobEntry {
     pub token: String,
     /// Its bytes.
     pub bytes: Vec<u8>,
-    /// `log p(token)` under the model.
-    pub logprob: f32,
+    /// `log p(token)` under the model (`None` for a prompt's first token: nothing precedes it).
+    pub logprob: Option<f32>,
     /// The most likely tokens at this position: text, bytes, log-probability.
     pub top: Vec<(String, Vec<u8>, f32)>,
 }
@@ -195,7 +195,10 @@ pub fn logprobs_json(endpoint: Endpoint, entries: &[LogprobEntry], offset: usize
             }
             let top: Vec<Value> = entries
                 .iter()
-                .map(|e| Value::Object(e.top.iter().map(|(t, _, lp)| (t.clone(), json!(lp))).collect()))
+                .map(|e| match e.logprob {
+                    None => Value::Null,
+                    Some(_) => Value::Object(e.top.iter().map(|(t, _, lp)| (t.clone(), json!(lp))).collect()),
+                })
                 .collect();
             json!({
                 "tokens": entries.iter().map(|e| e.token.as_str()).collect::<Vec<_>>(),

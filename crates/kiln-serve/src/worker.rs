@@ -53,6 +53,9 @@ pub enum Event {
         /// Its tokens' log-probabilities.
         logprobs: Vec<LogprobEntry>,
     },
+    /// The log-probabilities of prompt tokens (the first one's `None`), in order, when the job
+    /// asked for them; before any `Text`.
+    PromptLogprobs(Vec<LogprobEntry>),
     /// The completion ended normally after `completion_tokens` tokens.
     Done {
         /// Why it ended.
@@ -85,6 +88,8 @@ pub struct Job {
     pub index: usize,
     /// Return log-probabilities with this many alternatives per token.
     pub logprobs: Option<usize>,
+    /// Score the prompt's tokens too, with this many alternatives.
+    pub prompt_logprobs: Option<usize>,
     /// `response_format` as a regex over the completion (constrained decoding).
     pub constraint: Option<Arc<RegexConstraint>>,
 }
@@ -153,7 +158,7 @@ fn render(table: &[(String, Vec<u8>)], lp: &TokenLogprobs) -> LogprobEntry {
             (s, b, l)
         })
         .collect();
-    LogprobEntry { token, bytes, logprob: lp.logprob, top }
+    LogprobEntry { token, bytes, logprob: Some(lp.logprob), top }
 }
 
 impl Worker {
@@ -235,6 +240,7 @@ impl Worker {
             stop: self.stop_tokens.clone(),
             constraint: job.constraint.clone(),
             logprobs: job.logprobs,
+            prompt_logprobs: job.prompt_logprobs,
         };
         match engine.add(req) {
             Ok(id) => {
@@ -328,6 +334,20 @@ impl Worker {
                     } else if hit {
                         let done = Event::Done { finish: Finish::Stop, completion_tokens: a.n };
                         self.end(engine, active, id, Some(done));
+                    }
+                }
+                StepEvent::PromptLogprobs { id, first, logprobs } => {
+                    let Some(a) = active.get_mut(&id) else { continue };
+                    let mut entries = Vec::with_capacity(logprobs.len() + 1);
+                    if first == 1 {
+                        // The first prompt token has no context: no log-probability.
+                        let (token, bytes) =
+                            a.job.prompt.first().and_then(|&t| table.get(t as usize)).cloned().unwrap_or_default();
+                        entries.push(LogprobEntry { token, bytes, logprob: None, top: vec![] });
+                    }
+                    entries.extend(logprobs.iter().map(|lp| render(table, lp)));
+                    if !a.job.send(Event::PromptLogprobs(entries)) {
+                        self.end(engine, active, id, None);
                     }
                 }
                 StepEvent::Finished { id, reason } => {

@@ -414,3 +414,44 @@ async fn logprobs_describe_every_generated_token() {
         chunks.iter().filter_map(|c| c["choices"][0]["logprobs"]["content"].as_array()).flatten().cloned().collect();
     assert_eq!(&streamed, content);
 }
+
+/// Scoring a prompt the way evaluation harnesses do (`echo`, `logprobs`, `max_tokens: 0`): one
+/// entry per prompt token, the first without a log-probability, the others equal to the
+/// engine's raw-logit log-softmax; with `max_tokens` > 0 the completion's entries follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_with_logprobs_scores_the_prompt() {
+    let base = start(tiny(), ServeOptions::default()).await;
+    let c = reqwest::Client::new();
+    let url = format!("{base}/v1/completions");
+    let body = json!({ "model": "tiny", "prompt": "Hello there", "max_tokens": 0, "echo": true, "logprobs": 1,
+                       "temperature": 0 });
+    let (status, v) = post(&c, &url, &body).await;
+    assert_eq!(status, 200, "{v}");
+    let ch = &v["choices"][0];
+    assert_eq!(ch["text"], "Hello there");
+    assert_eq!(v["usage"]["completion_tokens"], 0);
+    let lp = &ch["logprobs"];
+    let tokens: Vec<&str> = lp["tokens"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    assert_eq!(tokens.concat(), "Hello there");
+    assert!(lp["token_logprobs"][0].is_null() && lp["top_logprobs"][0].is_null());
+    let scores: Vec<f64> = lp["token_logprobs"].as_array().unwrap()[1..].iter().map(|x| x.as_f64().unwrap()).collect();
+    assert_eq!(scores.len(), 10);
+    assert!(scores.iter().all(|&s| s < 0.0));
+    assert_eq!(lp["text_offset"], json!((0..11).collect::<Vec<u32>>()));
+    // With a completion: the prompt's entries, then the completion's (greedy: its top entries).
+    let mut more = body.clone();
+    more["max_tokens"] = json!(5);
+    let (_, m) = post(&c, &url, &more).await;
+    let mlp = &m["choices"][0]["logprobs"];
+    assert_eq!(mlp["tokens"].as_array().unwrap().len(), 16);
+    assert_eq!(mlp["token_logprobs"].as_array().unwrap()[..11], lp["token_logprobs"].as_array().unwrap()[..]);
+    let (_, plain) =
+        post(&c, &url, &json!({ "model": "tiny", "prompt": "Hello there", "max_tokens": 5, "temperature": 0 })).await;
+    assert_eq!(
+        m["choices"][0]["text"].as_str().unwrap(),
+        format!("Hello there{}", plain["choices"][0]["text"].as_str().unwrap())
+    );
+    // max_tokens 0 without echo + logprobs generates nothing useful: refused.
+    let (status, _) = post(&c, &url, &json!({ "model": "tiny", "prompt": "hi", "max_tokens": 0 })).await;
+    assert_eq!(status, 400);
+}

@@ -138,7 +138,7 @@ async fn malformed_requests_get_openai_4xx_errors() {
         (&cmpl, json!({ "model": "tiny", "prompt": "hi", "stream": "yes" }), 400, Some("stream"), Some("invalid_type")),
         (
             &cmpl,
-            json!({ "model": "tiny", "prompt": "hi", "logprobs": 3, "echo": true }),
+            json!({ "model": "tiny", "prompt": "hi", "logprobs": 3, "echo": true, "stream": true }),
             400,
             Some("logprobs"),
             Some("unsupported_value"),

@@ -1,7 +1,7 @@
 //! The official `openai` Python client against the server: `tools/openai_client_test.py` runs
-//! its checks (completions, chat, streaming, stop strings, n > 1, logprobs, errors) and must
-//! pass them all. Needs `python3` with the `openai` package (`.ci/run` installs it); without it
-//! the test prints SKIP with the reason.
+//! its checks (completions, chat, streaming, stop strings, n > 1, logprobs, prompt scoring,
+//! errors) and must pass them all. Needs `python3` with the `openai` package (`.ci/run`
+//! installs it); without it the test prints SKIP with the reason.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 

@@ -54,6 +54,7 @@ fn run_clients(model: &kiln_models::gpt::Gpt, args: &ServeBench, clients: usize,
         stop: vec![],
         constraint: None,
         logprobs: None,
+        prompt_logprobs: None,
     };
     let per_seq = (args.prompt + args.max_tokens).div_ceil(args.block_size);
     let cfg = SchedulerConfig {
@@ -78,6 +79,7 @@ fn run_clients(model: &kiln_models::gpt::Gpt, args: &ServeBench, clients: usize,
         for e in engine.step()? {
             match e {
                 StepEvent::Token { .. } => tokens += 1,
+                StepEvent::PromptLogprobs { .. } => {}
                 StepEvent::Finished { id, .. } => {
                     latency += began.remove(&id).map_or(0.0, |t| t.elapsed().as_secs_f64());
                     if sent < total {
