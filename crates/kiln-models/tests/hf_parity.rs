@@ -74,6 +74,17 @@ fn config_errors_name_the_key() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("hidden_act"), "{e}");
+    // Mistral's sliding window caps the context (null means no window).
+    let mistral = |w: &str| {
+        cfg(&format!(
+            r#"{{"model_type": "mistral", "vocab_size": 10, "max_position_embeddings": 64, "hidden_size": 16,
+            "num_hidden_layers": 1, "num_attention_heads": 4, "intermediate_size": 32, "sliding_window": {w}}}"#
+        ))
+    };
+    assert_eq!(mistral("16").unwrap().n_positions, 16);
+    assert_eq!(mistral("null").unwrap().n_positions, 64);
+    assert_eq!(mistral("4096").unwrap().n_positions, 64);
+    assert!(mistral("0").is_err());
 }
 
 #[test]

@@ -29,7 +29,9 @@ impl GptConfig {
     /// `num_hidden_layers`, `num_attention_heads`, `num_key_value_heads`, `intermediate_size`,
     /// `max_position_embeddings`, `rms_norm_eps`, `rope_theta`, `tie_word_embeddings`,
     /// `hidden_act` (`silu`), and `rope_theta` (transformers 4) or `rope_parameters.rope_theta`
-    /// (transformers 5). Anything kiln would compute differently is an error naming the key.
+    /// (transformers 5), and Mistral's `sliding_window` (the context is capped to it: within the
+    /// window, sliding-window attention is causal attention). Anything kiln would compute
+    /// differently is an error naming the key.
     pub fn from_hf(cfg: &Value) -> Result<GptConfig> {
         let bad = |msg: String| Error::Invalid { op: "GptConfig::from_hf", msg };
         let kind = cfg.get("model_type").and_then(Value::as_str).unwrap_or("");
@@ -96,6 +98,15 @@ impl GptConfig {
                     if d as usize != c.head_dim() {
                         return Err(bad(format!("head_dim {d} ≠ hidden_size / num_attention_heads")));
                     }
+                }
+                // Mistral's sliding window: a token attends to at most `sliding_window` keys.
+                // Within a context no longer than the window that is plain causal attention,
+                // so the context is capped there (kiln has no windowed attention kernel yet).
+                if let Some(w) = cfg.get("sliding_window").and_then(Value::as_u64) {
+                    if w == 0 {
+                        return Err(bad("sliding_window must be positive".into()));
+                    }
+                    c.n_positions = c.n_positions.min(w as usize);
                 }
                 c.layer_norm_epsilon = float("rms_norm_eps", 1e-6);
                 c.rope_theta = theta;
