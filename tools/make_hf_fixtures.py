@@ -7,7 +7,8 @@ transformers; deterministic: rerunning gives the same files).
    - hf_gpt2/: GPT2LMHeadModel (tied head, Conv1D weights), one model.safetensors;
    - hf_llama/: LlamaForCausalLM with grouped-query attention (4 heads, 2 kv heads), untied head,
      saved in shards with model.safetensors.index.json.
-   expected.safetensors holds `ids` (2, 12) and `gpt2.logits` / `llama.logits` (2, 12, V).
+   expected.safetensors holds `ids` (2, 12) and `gpt2.logits` / `llama.logits` (2, 12, V);
+   - hf_mistral/: MistralForCausalLM with sliding_window 5, logits in hf_mistral_expected.safetensors.
    No GPT-2 or LLaMA weights exist in the registries, so parity on the architecture uses random
    weights (REFERENCE.md); SmolLM2 (a real LLaMA) is tested through GGUF.
 2. GPT-2 tokenizer ids of a varied text (unicode, whitespace runs, numbers, contractions,
@@ -90,6 +91,29 @@ def models():
     save_file(out, os.path.join(MODELS_OUT, "hf_expected.safetensors"))
 
 
+def mistral():
+    """hf_mistral/: MistralForCausalLM with a sliding window of 5 (GQA 4/2), and its logits on the
+    same ids, in hf_mistral_expected.safetensors (separate, so the other fixtures stay as they
+    are): 12 tokens, so most attend to fewer keys than they would without the window."""
+    from transformers import MistralConfig, MistralForCausalLM
+
+    ids = torch.randint(0, VOCAB, (2, 12), generator=torch.Generator().manual_seed(1))
+    model = MistralForCausalLM(
+        MistralConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                      rms_norm_eps=1e-5, rope_theta=500.0, tie_word_embeddings=False, sliding_window=5)
+    ).eval()
+    reinit(model, 4)
+    with torch.no_grad():
+        logits = model(ids).logits.float().contiguous()
+        full = MistralForCausalLM(MistralConfig(**{**model.config.to_dict(), "sliding_window": None})).eval()
+        full.load_state_dict(model.state_dict())
+        assert (full(ids).logits - logits).abs().max() > 1e-3, "the window must matter"
+    save_model(model, os.path.join(MODELS_OUT, "hf_mistral"))
+    save_file({"ids": ids.to(torch.int64).contiguous(), "mistral.logits": logits},
+              os.path.join(MODELS_OUT, "hf_mistral_expected.safetensors"))
+
+
 def gpt2_tokenizer():
     """Ids from tiktoken's GPT-2 encoding built from the fetched files (tiktoken's own Rust BPE,
     independent of the `tokenizers` crate kiln uses), cross-checked with transformers when its
@@ -119,5 +143,9 @@ def gpt2_tokenizer():
 
 
 if __name__ == "__main__":
-    models()
-    gpt2_tokenizer()
+    import sys
+
+    # `python3 tools/make_hf_fixtures.py mistral` regenerates only that fixture
+    parts = sys.argv[1:] or ["models", "mistral", "gpt2_tokenizer"]
+    for part in parts:
+        {"models": models, "mistral": mistral, "gpt2_tokenizer": gpt2_tokenizer}[part]()

@@ -1,5 +1,5 @@
 //! The paged-attention kernel against its reference (gather + dense attention), for f32, f16 and
-//! bf16 caches and int8 rows, GQA, scattered and shared blocks, decode and chunked-prefill query tokens; the
+//! bf16 caches and int8 rows, sliding windows, GQA, scattered and shared blocks, decode and chunked-prefill query tokens; the
 //! paged write; and metadata errors.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
@@ -43,12 +43,22 @@ fn check(h: usize, hkv: usize, d: usize, bs: usize, blocks: usize, tables: &[Vec
     for (dtype, tol) in [(DType::F32, 1e-5), (DType::F16, 1e-5), (DType::BF16, 1e-5)] {
         // The reference widens the same rounded cache, so every dtype matches to f32 accuracy.
         let (k, v) = (k.to_dtype(dtype).unwrap(), v.to_dtype(dtype).unwrap());
-        let fast = Tensor::paged_attention(&q, &k, &v, &b, None).unwrap();
-        let slow = Tensor::paged_attention_reference(&q, &k, &v, &b, None).unwrap();
+        let fast = Tensor::paged_attention(&q, &k, &v, &b, None, None).unwrap();
+        let slow = Tensor::paged_attention_reference(&q, &k, &v, &b, None, None).unwrap();
         assert_eq!(fast.dims(), &[tokens.len(), h, d]);
         let e = max_err(&fast, &slow);
         assert!(e < tol, "H={h} Hkv={hkv} D={d} {dtype}: max error {e}");
     }
+    // A sliding window of 3 keys (Mistral): the last 3 visible keys only.
+    let fast = Tensor::paged_attention(&q, &k, &v, &b, None, Some(3)).unwrap();
+    let slow = Tensor::paged_attention_reference(&q, &k, &v, &b, None, Some(3)).unwrap();
+    let e = max_err(&fast, &slow);
+    assert!(e < 1e-5, "H={h} Hkv={hkv} D={d} window 3: max error {e}");
+    let full = Tensor::paged_attention(&q, &k, &v, &b, None, None).unwrap();
+    if tokens.iter().any(|t| t.1 > 3) {
+        assert!(max_err(&fast, &full) > 1e-3, "the window changes tokens that see more than 3 keys");
+    }
+    assert!(Tensor::paged_attention(&q, &k, &v, &b, None, Some(0)).is_err());
     // int8 rows: the kernel equals the reference on the same codes, and both stay within the
     // quantization error of f32 attention.
     let int8 = |c: &Tensor| {
@@ -58,11 +68,11 @@ fn check(h: usize, hkv: usize, d: usize, bs: usize, blocks: usize, tables: &[Vec
         q8
     };
     let (k8, v8) = (int8(&k), int8(&v));
-    let fast = Tensor::paged_attention(&q, &k8, &v8, &b, None).unwrap();
-    let slow = Tensor::paged_attention_reference(&q, &k8, &v8, &b, None).unwrap();
+    let fast = Tensor::paged_attention(&q, &k8, &v8, &b, None, None).unwrap();
+    let slow = Tensor::paged_attention_reference(&q, &k8, &v8, &b, None, None).unwrap();
     let e = max_err(&fast, &slow);
     assert!(e < 1e-5, "H={h} Hkv={hkv} D={d} int8: max error {e}");
-    let exact = Tensor::paged_attention(&q, &k, &v, &b, None).unwrap();
+    let exact = Tensor::paged_attention(&q, &k, &v, &b, None, None).unwrap();
     let e = max_err(&fast, &exact);
     assert!(e < 0.05, "H={h} Hkv={hkv} D={d} int8 vs f32: {e}");
 }
@@ -137,9 +147,9 @@ fn bad_paged_metadata_is_an_error_not_a_panic() {
         (vec![vec![1]], vec![(0, 0)], "no keys"),
     ] {
         let b = batch(&tables, &tokens, 4);
-        let r = Tensor::paged_attention(&q, &k, &k, &b, None);
+        let r = Tensor::paged_attention(&q, &k, &k, &b, None, None);
         assert!(r.is_err(), "{what}: accepted");
     }
     let b = batch(&[vec![0]], &[(0, 1)], 3);
-    assert!(Tensor::paged_attention(&q, &k, &k, &b, None).is_err(), "8 slots are not blocks of 3");
+    assert!(Tensor::paged_attention(&q, &k, &k, &b, None, None).is_err(), "8 slots are not blocks of 3");
 }

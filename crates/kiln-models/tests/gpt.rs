@@ -91,7 +91,8 @@ fn invalid_configs_and_inputs_are_errors() {
 #[test]
 fn traced_forward_matches_and_exposes_attention() {
     let dev = kiln_cpu::cpu();
-    for cfg in [GptConfig::gpt2(50, 32, 32, 2, 4), GptConfig::llama(50, 32, 32, 2, 4, 2, 64)] {
+    let mistral = GptConfig { sliding_window: Some(4), ..GptConfig::llama(50, 32, 32, 2, 4, 2, 64) };
+    for cfg in [GptConfig::gpt2(50, 32, 32, 2, 4), GptConfig::llama(50, 32, 32, 2, 4, 2, 64), mistral] {
         let model = Gpt::new(cfg.clone(), 9, &dev).unwrap();
         let ids: Vec<u32> = (0..11).map(|i| (i * 7 % 50) as u32).collect();
         let trace = model.trace(&ids).unwrap();
@@ -107,6 +108,9 @@ fn traced_forward_matches_and_exposes_attention() {
             let i = r % 11;
             assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
             assert!(row[i + 1..].iter().all(|&p| p == 0.0), "row {i} attends to the future");
+            if let Some(w) = cfg.sliding_window {
+                assert!(row[..(i + 1).saturating_sub(w)].iter().all(|&p| p == 0.0), "row {i} sees past the window");
+            }
         }
     }
     let model = Gpt::new(GptConfig::gpt2(50, 8, 16, 1, 2), 0, &dev).unwrap();

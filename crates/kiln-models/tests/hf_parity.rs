@@ -74,16 +74,16 @@ fn config_errors_name_the_key() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("hidden_act"), "{e}");
-    // Mistral's sliding window caps the context (null means no window).
+    // Mistral's sliding window (null, or as long as the context: none).
     let mistral = |w: &str| {
         cfg(&format!(
             r#"{{"model_type": "mistral", "vocab_size": 10, "max_position_embeddings": 64, "hidden_size": 16,
             "num_hidden_layers": 1, "num_attention_heads": 4, "intermediate_size": 32, "sliding_window": {w}}}"#
         ))
     };
-    assert_eq!(mistral("16").unwrap().n_positions, 16);
-    assert_eq!(mistral("null").unwrap().n_positions, 64);
-    assert_eq!(mistral("4096").unwrap().n_positions, 64);
+    assert_eq!(mistral("16").unwrap().sliding_window, Some(16));
+    assert_eq!(mistral("null").unwrap().sliding_window, None);
+    assert_eq!(mistral("4096").unwrap().sliding_window, None);
     assert!(mistral("0").is_err());
 }
 
@@ -150,4 +150,55 @@ fn export_reproduces_the_transformers_checkpoint() {
         let y = back.forward(&expected("ids"), None, false, 0).unwrap();
         assert!(max_abs(&y, &expected(logits)) <= 1e-4);
     }
+}
+
+/// Mistral's sliding-window attention (window 5 over 12 tokens) against transformers: the full
+/// forward, cached decoding one token at a time past the window, and the paged path (prefill
+/// chunk + decode steps) all give transformers' logits.
+#[test]
+fn mistral_sliding_window_matches_transformers() {
+    let dev = kiln_cpu::cpu();
+    let model = Gpt::from_hf_dir(&fixtures().join("hf_mistral"), &dev).unwrap();
+    assert_eq!(model.cfg.sliding_window, Some(5));
+    let (ts, _) = safetensors::load(&fixtures().join("hf_mistral_expected.safetensors"), &dev).unwrap();
+    let get = |n: &str| ts.iter().find(|(k, _)| k == n).unwrap().1.clone();
+    let (ids, want) = (get("ids"), get("mistral.logits"));
+    let err = max_abs(&model.forward(&ids, None, false, 0).unwrap(), &want);
+    println!("hf_mistral: max |Δlogits| = {err:.2e}");
+    assert!(err <= 1e-4, "full forward: {err}");
+    // Cached: a 3-token prefill, then 9 single-token steps (the cache outgrows the window).
+    let row = ids.narrow(0, 1, 1).unwrap().contiguous().unwrap(); // (1, 12)
+    let want_row = want.narrow(0, 1, 1).unwrap().contiguous().unwrap();
+    let mut caches = model.new_caches(1, 12, &dev).unwrap();
+    let mut parts = vec![model.forward(&row.narrow(1, 0, 3).unwrap(), Some(&mut caches), false, 0).unwrap()];
+    for t in 3..12 {
+        parts.push(model.forward(&row.narrow(1, t, 1).unwrap(), Some(&mut caches), false, 0).unwrap());
+    }
+    let err = max_abs(&Tensor::cat(&parts.iter().collect::<Vec<_>>(), 1).unwrap(), &want_row);
+    assert!(err <= 1e-4, "cached decoding: {err}");
+    // Paged: the same sequence as a 4-token prefill chunk, then decode steps.
+    let toks: Vec<u32> = row.to_vec::<i64>().unwrap().iter().map(|&t| t as u32).collect();
+    let mut cache = model.new_paged_cache(8, 4, kiln_core::DType::F32, false, &dev).unwrap();
+    cache.add_sequence(0, &toks).unwrap();
+    let v = model.cfg.vocab_size;
+    let want_v = want_row.to_vec::<f32>().unwrap();
+    let mut at = 0;
+    for n in [4, 1, 1, 1, 1, 1, 1, 1, 1] {
+        assert!(cache.reserve(0, n).unwrap());
+        let batch = cache.batch(&[(0, n)], &dev).unwrap();
+        let flat = Tensor::from_vec(toks[at..at + n].iter().map(|&t| t as i64).collect(), &[n], &dev).unwrap();
+        let rows = Tensor::from_vec((0..n as i64).collect(), &[n], &dev).unwrap();
+        let got = model.forward_paged(&flat, &batch, &cache, &rows).unwrap().to_vec::<f32>().unwrap();
+        cache.commit(0, &toks[at..at + n]).unwrap();
+        for (i, g) in got.chunks(v).enumerate() {
+            let w = &want_v[(at + i) * v..(at + i + 1) * v];
+            let e = g.iter().zip(w).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(e <= 1e-4, "paged position {}: {e}", at + i);
+        }
+        at += n;
+    }
+    // A kiln run with a window exports as a Mistral config that reads back the same.
+    let hf = model.cfg.to_hf().unwrap();
+    assert_eq!(hf["model_type"], "mistral");
+    assert_eq!(GptConfig::from_hf(&hf).unwrap(), model.cfg);
 }

@@ -15,7 +15,7 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 fn gqa() -> AttentionConfig {
-    AttentionConfig { dim: 48, n_heads: 6, n_kv_heads: 2, bias: false, causal: true, dropout: 0.0 }
+    AttentionConfig { dim: 48, n_heads: 6, n_kv_heads: 2, bias: false, causal: true, dropout: 0.0, window: None }
 }
 
 #[test]

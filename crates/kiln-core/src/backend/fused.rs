@@ -25,6 +25,8 @@ pub struct PagedAttentionArgs {
     pub block_size: usize,
     /// Multiplies `q·k` (usually `1/√D`).
     pub scale: f64,
+    /// Sliding window: a query token sees only its last `w` keys (`None`: all of them).
+    pub window: Option<usize>,
 }
 
 /// Fused kernels. Inputs are contiguous (the tensor layer ensures it), reductions run over the last

@@ -6,7 +6,8 @@
 //! For query token `n` of sequence `s = token_seq[n]`, seeing its first `L = token_len[n]` keys:
 //! `slot(j) = block_tables[s, j / bs]·bs + j % bs`,
 //! `out[n, h] = Σ_j softmax_j(scale · q[n, h]·k[slot(j), h / G]) · v[slot(j), h / G]`,
-//! with `G = H / Hkv` query heads per kv head (grouped-query attention).
+//! with `G = H / Hkv` query heads per kv head (grouped-query attention). With a sliding window
+//! `w` (Mistral) the sum runs over the last `min(L, w)` keys only.
 //!
 //! # Shapes
 //! `q`: (N, H, D) f32; `k`, `v`: (slots, Hkv, D) f32/f16/bf16, or (slots, Hkv, D + 4) u8 for
@@ -95,13 +96,14 @@ fn q8_dequantize_cache(c: &Tensor) -> Result<Tensor> {
 
 impl Tensor {
     /// Paged attention of `q` (N, H, D) over the paged cache `k`, `v` (slots, Hkv, D); see the
-    /// module docs. `scale` defaults to `1/√D`.
+    /// module docs. `scale` defaults to `1/√D`; `window` limits each token to its last `w` keys.
     pub fn paged_attention(
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
         batch: &PagedBatch,
         scale: Option<f64>,
+        window: Option<usize>,
     ) -> Result<Tensor> {
         check_same_device("paged_attention", q, k)?;
         check_same_device("paged_attention", q, v)?;
@@ -135,8 +137,11 @@ impl Tensor {
         if batch.block_size == 0 || kd[0] % batch.block_size != 0 {
             return Err(bad(format!("{} slots are not whole blocks of {}", kd[0], batch.block_size)));
         }
-        let args =
-            PagedAttentionArgs { block_size: batch.block_size, scale: scale.unwrap_or(1.0 / (qd[2] as f64).sqrt()) };
+        if window == Some(0) {
+            return Err(bad("a sliding window must hold at least one key".into()));
+        }
+        let scale = scale.unwrap_or(1.0 / (qd[2] as f64).sqrt());
+        let args = PagedAttentionArgs { block_size: batch.block_size, scale, window };
         let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
         let (bt, ts, tl) =
             (batch.block_tables.contiguous()?, batch.token_seq.contiguous()?, batch.token_len.contiguous()?);
@@ -161,6 +166,7 @@ impl Tensor {
         v: &Tensor,
         batch: &PagedBatch,
         scale: Option<f64>,
+        window: Option<usize>,
     ) -> Result<Tensor> {
         no_grad(|| {
             let (tables, seqs, lens) = (
@@ -175,9 +181,11 @@ impl Tensor {
             let opts = crate::ops::AttentionOpts { scale, ..crate::ops::AttentionOpts::new() };
             let mut outs = Vec::with_capacity(seqs.len());
             for (n, (&s, &len)) in seqs.iter().zip(&lens).enumerate() {
-                let slots: Vec<i64> =
-                    (0..len as usize).map(|j| tables[s as usize * mb + j / bs] * bs as i64 + (j % bs) as i64).collect();
-                let ids = Tensor::from_vec(slots, &[len as usize], q.device())?;
+                let first = window.map_or(0, |w| (len as usize).saturating_sub(w));
+                let slots: Vec<i64> = (first..len as usize)
+                    .map(|j| tables[s as usize * mb + j / bs] * bs as i64 + (j % bs) as i64)
+                    .collect();
+                let ids = Tensor::from_vec(slots, &[len as usize - first], q.device())?;
                 let kn = k.index_select(0, &ids)?.transpose(0, 1)?.unsqueeze(0)?; // (1,Hkv,L,D)
                 let vn = v.index_select(0, &ids)?.transpose(0, 1)?.unsqueeze(0)?;
                 let qn = q.narrow(0, n, 1)?.transpose(0, 1)?.unsqueeze(0)?; // (1,H,1,D)

@@ -181,12 +181,15 @@ fn attend<R: KvRows>(
     // One work item: query token n, kv head kh → the G output rows of that head group.
     let item = |scores: &mut Vec<f32>, idx: usize, o: &mut [f32]| {
         let (n, kh) = (idx / hkv, idx % hkv);
-        let (table, len) = (&tables[seqs[n] as usize * mb..(seqs[n] as usize + 1) * mb], lens[n] as usize);
+        let table = &tables[seqs[n] as usize * mb..(seqs[n] as usize + 1) * mb];
+        // keys first..first + len (the last `window` of them with a sliding window)
+        let first = a.window.map_or(0, |w| (lens[n] as usize).saturating_sub(w));
+        let len = lens[n] as usize - first;
         let qg = &q[(n * h + kh * g) * d..(n * h + (kh + 1) * g) * d]; // (G, D)
         scores.clear();
         scores.resize(g * len, 0.0); // (G, L)
         for j in 0..len {
-            let row = slot(table, bs, j) * hkv + kh;
+            let row = slot(table, bs, first + j) * hkv + kh;
             for (gi, qr) in qg.chunks_exact(d).enumerate() {
                 scores[gi * len + j] = k.dot(row, qr) * scale;
             }
@@ -203,7 +206,7 @@ fn attend<R: KvRows>(
         }
         o.fill(0.0);
         for j in 0..len {
-            let row = slot(table, bs, j) * hkv + kh;
+            let row = slot(table, bs, first + j) * hkv + kh;
             for (gi, or) in o.chunks_exact_mut(d).enumerate() {
                 v.axpy(row, scores[gi * len + j], or);
             }

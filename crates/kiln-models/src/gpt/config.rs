@@ -67,6 +67,10 @@ pub struct GptConfig {
     pub rope_theta: f64,
     /// Dropout on embeddings, attention probabilities and residual branches (training only).
     pub dropout: f64,
+    /// Sliding-window attention (Mistral): each token attends to itself and the `w − 1` tokens
+    /// before it. `None`: the whole causal prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sliding_window: Option<usize>,
 }
 
 impl GptConfig {
@@ -94,6 +98,7 @@ impl GptConfig {
             layer_norm_epsilon: 1e-5,
             rope_theta: 10_000.0,
             dropout: 0.0,
+            sliding_window: None,
         }
     }
 
@@ -153,6 +158,9 @@ impl GptConfig {
             if v > max {
                 return bad(format!("{name} {v} exceeds kiln's limit of {max}"));
             }
+        }
+        if self.sliding_window == Some(0) {
+            return bad("sliding_window must be positive".into());
         }
         if !self.n_embd.is_multiple_of(self.n_head) {
             return bad(format!("n_head {} does not divide n_embd {}", self.n_head, self.n_embd));

@@ -29,9 +29,8 @@ impl GptConfig {
     /// `num_hidden_layers`, `num_attention_heads`, `num_key_value_heads`, `intermediate_size`,
     /// `max_position_embeddings`, `rms_norm_eps`, `rope_theta`, `tie_word_embeddings`,
     /// `hidden_act` (`silu`), and `rope_theta` (transformers 4) or `rope_parameters.rope_theta`
-    /// (transformers 5), and Mistral's `sliding_window` (the context is capped to it: within the
-    /// window, sliding-window attention is causal attention). Anything kiln would compute
-    /// differently is an error naming the key.
+    /// (transformers 5), and Mistral's `sliding_window`. Anything kiln would compute differently
+    /// is an error naming the key.
     pub fn from_hf(cfg: &Value) -> Result<GptConfig> {
         let bad = |msg: String| Error::Invalid { op: "GptConfig::from_hf", msg };
         let kind = cfg.get("model_type").and_then(Value::as_str).unwrap_or("");
@@ -99,14 +98,13 @@ impl GptConfig {
                         return Err(bad(format!("head_dim {d} ≠ hidden_size / num_attention_heads")));
                     }
                 }
-                // Mistral's sliding window: a token attends to at most `sliding_window` keys.
-                // Within a context no longer than the window that is plain causal attention,
-                // so the context is capped there (kiln has no windowed attention kernel yet).
+                // Mistral's sliding window: a token attends to itself and the w − 1 tokens before
+                // it (a window as long as the context changes nothing and is dropped).
                 if let Some(w) = cfg.get("sliding_window").and_then(Value::as_u64) {
                     if w == 0 {
                         return Err(bad("sliding_window must be positive".into()));
                     }
-                    c.n_positions = c.n_positions.min(w as usize);
+                    c.sliding_window = Some(w as usize).filter(|&w| w < c.n_positions);
                 }
                 c.layer_norm_epsilon = float("rms_norm_eps", 1e-6);
                 c.rope_theta = theta;
@@ -311,8 +309,8 @@ fn tensors_device(tensors: &HashMap<String, Tensor>) -> Result<&Device> {
 }
 
 impl GptConfig {
-    /// The HF `config.json` of this config (`GPT2LMHeadModel` or `LlamaForCausalLM`), the inverse
-    /// of [`GptConfig::from_hf`]. Kiln configs outside those two families are an error.
+    /// The HF `config.json` of this config (`GPT2LMHeadModel`, `LlamaForCausalLM`, or
+    /// `MistralForCausalLM` with a sliding window), the inverse of [`GptConfig::from_hf`]. Kiln configs outside those two families are an error.
     pub fn to_hf(&self) -> Result<Value> {
         let gpt2 = self.position == PositionKind::Learned
             && self.norm == NormKind::LayerNorm
@@ -340,7 +338,7 @@ impl GptConfig {
                 "resid_pdrop": self.dropout, "embd_pdrop": self.dropout, "attn_pdrop": self.dropout,
             }))
         } else if llama {
-            Ok(serde_json::json!({
+            let mut v = serde_json::json!({
                 "architectures": ["LlamaForCausalLM"],
                 "model_type": "llama",
                 "vocab_size": self.vocab_size,
@@ -357,7 +355,13 @@ impl GptConfig {
                 "tie_word_embeddings": self.tie_word_embeddings,
                 "attention_bias": false,
                 "mlp_bias": false,
-            }))
+            });
+            if let Some(w) = self.sliding_window {
+                v["architectures"] = serde_json::json!(["MistralForCausalLM"]);
+                v["model_type"] = "mistral".into();
+                v["sliding_window"] = w.into();
+            }
+            Ok(v)
         } else {
             Err(Error::Invalid { op: "GptConfig::to_hf", msg: "neither a GPT-2 nor a LLaMA configuration".into() })
         }

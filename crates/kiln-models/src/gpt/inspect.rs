@@ -39,7 +39,11 @@ impl Block {
         // Grouped-query attention: query head i reads kv head i / (H / Hkv).
         let group = Tensor::from_vec((0..h).map(|i| (i / (h / hkv)) as i64).collect(), &[h], x.device())?;
         let (k, v) = (k.index_select(1, &group)?, v.index_select(1, &group)?);
-        let mask: Vec<f32> = (0..t * t).map(|i| if i % t > i / t { f32::NEG_INFINITY } else { 0.0 }).collect();
+        // Causal, and within the sliding window when the model has one: key j visible to query i
+        // iff i − w < j ≤ i.
+        let w = self.attn.cfg.window.unwrap_or(t);
+        let hidden = |i: usize, j: usize| j > i || j + w <= i;
+        let mask: Vec<f32> = (0..t * t).map(|n| if hidden(n / t, n % t) { f32::NEG_INFINITY } else { 0.0 }).collect();
         let mask = Tensor::from_vec(mask, &[t, t], x.device())?;
         let scores = q.matmul(&k.transpose(2, 3)?)?.scale(1.0 / (d as f64).sqrt())?.add(&mask)?; // (1,H,T,T)
         let probs = scores.softmax()?; // over the last dim (keys)

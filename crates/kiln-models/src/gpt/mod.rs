@@ -121,6 +121,7 @@ impl Block {
             bias: cfg.bias,
             causal: true,
             dropout: cfg.dropout,
+            window: cfg.sliding_window,
         };
         let mlp = match cfg.mlp {
             MlpKind::Gelu => FeedForward::Mlp(Mlp::new(

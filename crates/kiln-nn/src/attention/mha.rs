@@ -29,6 +29,9 @@ pub struct AttentionConfig {
     pub causal: bool,
     /// Dropout on attention probabilities during training.
     pub dropout: f64,
+    /// Sliding window (Mistral; causal only): a query attends to its own key and the `w − 1`
+    /// before it. `None`: every earlier key.
+    pub window: Option<usize>,
 }
 
 impl AttentionConfig {
@@ -40,6 +43,9 @@ impl AttentionConfig {
         }
         if self.n_kv_heads == 0 || !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return bad(format!("n_kv_heads {} does not divide n_heads {}", self.n_kv_heads, self.n_heads));
+        }
+        if self.window == Some(0) {
+            return bad("a sliding window must hold at least one key".into());
         }
         Ok(())
     }
@@ -108,7 +114,7 @@ impl MultiHeadAttention {
             dropout_p: if train { self.cfg.dropout } else { 0.0 },
             seed: dropout_seed,
         };
-        if rope.is_none() && cache.is_none() {
+        if rope.is_none() && cache.is_none() && self.cfg.window.is_none() {
             // no rotation, no cache: attend straight from the packed projection (one node)
             return self.c_proj.forward(&Tensor::packed_attention(&qkv, h, hkv, None, &opts)?);
         }
@@ -124,9 +130,28 @@ impl MultiHeadAttention {
             Some(c) => c.append(&k, &v)?,
             None => (k, v),
         };
-        let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None, &opts)?; // (B,H,T,D)
+        let mask = match self.cfg.window {
+            Some(w) if self.cfg.causal => window_mask(t, k.dims()[2], w, x.device())?,
+            _ => None,
+        };
+        let y = Tensor::scaled_dot_product_attention(&q, &k, &v, mask.as_ref(), &opts)?; // (B,H,T,D)
         self.c_proj.forward(&y.transpose(1, 2)?.reshape(&[b, t, h * d])?)
     }
+}
+
+/// The additive sliding-window mask (1, 1, T, S) for `t` queries that are the last `t` of `s`
+/// keys: 0 where key `j` is within `w` of query `i` (`j > i + S − T − w`), −∞ before; the causal
+/// mask hides the keys after. `None` when no query sees more than `w` keys.
+fn window_mask(t: usize, s: usize, w: usize, device: &kiln_core::Device) -> Result<Option<Tensor>> {
+    if s <= w {
+        return Ok(None);
+    }
+    let mut m = vec![0f32; t * s];
+    for (i, row) in m.chunks_exact_mut(s).enumerate() {
+        let first = (i + s - t + 1).saturating_sub(w); // the oldest visible key
+        row[..first].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
+    }
+    Ok(Some(Tensor::from_vec(m, &[1, 1, t, s], device)?))
 }
 
 impl MultiHeadAttention {
@@ -160,7 +185,8 @@ impl MultiHeadAttention {
         }
         kv.0.paged_write_(&batch.slots, &k)?;
         kv.1.paged_write_(&batch.slots, &v)?;
-        let y = Tensor::paged_attention(&q, kv.0, kv.1, batch, None)?; // (N,H,D)
+        let window = self.cfg.window.filter(|_| self.cfg.causal);
+        let y = Tensor::paged_attention(&q, kv.0, kv.1, batch, None, window)?; // (N,H,D)
         self.c_proj.forward(&y.reshape(&[n, h * d])?)
     }
 }
