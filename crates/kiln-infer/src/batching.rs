@@ -203,12 +203,14 @@ impl<'m> BatchEngine<'m> {
         }
         req.sampler.validate()?;
         let longest = (req.prompt.len() + req.max_new).min(ctx);
-        if self.cache.blocks_for(longest) > self.cfg.num_blocks {
-            return Err(invalid(format!(
-                "{longest} tokens need {} blocks; the pool has {}",
-                self.cache.blocks_for(longest),
-                self.cfg.num_blocks
-            )));
+        // With a sliding window a sequence holds only its window (+ a step's chunk, + a block).
+        let held = match self.model.cfg.sliding_window {
+            Some(w) => self.cache.blocks_for(longest.min(w + self.cfg.max_tokens_per_step)) + 1,
+            None => self.cache.blocks_for(longest),
+        };
+        let held = held.min(self.cache.blocks_for(longest));
+        if held > self.cfg.num_blocks {
+            return Err(invalid(format!("{longest} tokens need {held} blocks; the pool has {}", self.cfg.num_blocks)));
         }
         let dfa = req.constraint.as_ref().map(|c| c.start()).transpose()?;
         let id = self.next_id;
@@ -360,6 +362,10 @@ impl<'m> BatchEngine<'m> {
                 self.stats.prefill_tokens += n as u64;
             }
             s.computed += n;
+            if let Some(w) = self.model.cfg.sliding_window {
+                // The next query (at position `computed`) sees keys from computed + 1 − w on.
+                self.cache.release_before(s.id, (s.computed + 1).saturating_sub(w))?;
+            }
         }
         let v = self.model.cfg.vocab_size;
         let (mut events, mut finished) = (vec![], vec![]);

@@ -356,3 +356,39 @@ fn prompt_logprobs_score_every_prompt_token_once() {
         assert_eq!(engine.cache().blocks_in_use(), 0, "{what}: blocks leaked");
     }
 }
+
+/// A sliding-window model (window 6): batched generation over the paged cache — which releases
+/// the blocks that leave the window — equals generating each request alone, in a pool too small
+/// to hold the sequences' whole contexts.
+#[test]
+fn sliding_window_sequences_hold_only_their_window() {
+    let dev = kiln_cpu::cpu();
+    let cfg = GptConfig { sliding_window: Some(6), ..GptConfig::llama(64, 96, 32, 2, 4, 2, 64) };
+    let model = Gpt::new(cfg, 5, &dev).unwrap();
+    let reqs: Vec<BatchRequest> = requests(6, 64)
+        .into_iter()
+        .map(|mut r| {
+            r.max_new = 40;
+            r
+        })
+        .collect();
+    let want = alone(&model, &reqs);
+    // 6 sequences of up to 70 tokens would need 6 × 18 blocks of 4 without the window.
+    let cfg = SchedulerConfig { num_blocks: 40, block_size: 4, max_tokens_per_step: 8, ..SchedulerConfig::default() };
+    let mut engine = BatchEngine::new(&model, cfg, &dev).unwrap();
+    let ids: Vec<u64> = reqs.iter().map(|r| engine.add(r.clone()).unwrap()).collect();
+    let mut got = vec![vec![]; ids.len()];
+    let mut peak = 0;
+    while engine.has_work() {
+        for e in engine.step().unwrap() {
+            if let StepEvent::Token { id, token, .. } = e {
+                got[(id - ids[0]) as usize].push(token);
+            }
+        }
+        peak = peak.max(engine.cache().blocks_in_use());
+    }
+    assert_eq!(got, want);
+    assert_eq!(engine.stats().preemptions, 0, "the windows fit the pool");
+    assert!(peak <= 6 * 5, "at most (6 + 1) / 4 + 2 blocks per sequence; peak {peak}");
+    assert_eq!(engine.cache().blocks_in_use(), 0);
+}

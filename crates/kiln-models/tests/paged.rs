@@ -147,3 +147,28 @@ fn cache_size_is_two_layers_tokens_heads_dim_bytes() {
     assert!(model.new_paged_cache(10, 16, DType::I64, false, &dev).is_err());
     assert!(model.new_paged_cache(0, 16, DType::F32, false, &dev).is_err());
 }
+
+/// Blocks released behind a sliding window are not released twice (free, fork), and cannot be
+/// truncated back into.
+#[test]
+fn released_window_blocks_are_accounted_once() {
+    let dev = kiln_cpu::cpu();
+    let model = Gpt::new(GptConfig::llama(40, 64, 48, 1, 6, 2, 64), 0, &dev).unwrap();
+    let mut cache = model.new_paged_cache(10, 4, DType::F32, false, &dev).unwrap();
+    let toks: Vec<u32> = (0..18).collect();
+    cache.add_sequence(1, &[]).unwrap();
+    assert!(cache.reserve(1, 18).unwrap());
+    cache.commit(1, &toks).unwrap();
+    assert_eq!(cache.blocks_in_use(), 5);
+    assert_eq!(cache.release_before(1, 9).unwrap(), 2, "blocks 0 and 1 hold tokens 0..8");
+    assert_eq!(cache.release_before(1, 9).unwrap(), 0, "already released");
+    assert_eq!(cache.blocks_in_use(), 3);
+    cache.fork(1, 2).unwrap();
+    assert_eq!(cache.blocks_in_use(), 3, "the fork shares the live blocks only");
+    assert!(cache.truncate(2, 7).is_err(), "tokens before 8 are gone");
+    cache.truncate(2, 10).unwrap();
+    cache.free(1);
+    cache.free(2);
+    assert_eq!(cache.blocks_in_use(), 0);
+    assert_eq!(cache.blocks_available(), 10);
+}

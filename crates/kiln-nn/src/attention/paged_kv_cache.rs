@@ -14,6 +14,10 @@
 //!   prefill; freed blocks keep their contents (and key) until the allocator needs them, least
 //!   recently freed first.
 //!
+//! - **Sliding windows.** With a model whose tokens see only the last `w` keys (Mistral),
+//!   [`PagedKvCache::release_before`] hands back the blocks that fell out of the window, so a
+//!   sequence holds about `w / block_size + 1` blocks however long it grows.
+//!
 //! Size: `2 · layers · slots · kv_heads · head_dim · bytes(dtype)` ([`PagedKvCache::bytes`]);
 //! int8 rows take `head_dim + 4` bytes (codes and an f32 scale).
 
@@ -32,6 +36,9 @@ struct SeqBlocks {
     tokens: Vec<u32>,
     /// Prefix hash of each full block so far.
     hashes: Vec<u64>,
+    /// Leading blocks already released ([`PagedKvCache::release_before`]): their entries stay
+    /// in `blocks` (positions keep their block index) but are neither owned nor read.
+    dropped: usize,
 }
 
 /// Geometry of a [`PagedKvCache`].
@@ -314,6 +321,12 @@ impl PagedKvCache {
         if len > seq.tokens.len() {
             return Err(invalid("PagedKvCache::truncate", format!("cannot keep {len} of {} tokens", seq.tokens.len())));
         }
+        if len < seq.dropped * bs {
+            return Err(invalid(
+                "PagedKvCache::truncate",
+                format!("tokens before {} left the sliding window and were released", seq.dropped * bs),
+            ));
+        }
         seq.tokens.truncate(len);
         seq.hashes.truncate(len / bs);
         let drop: Vec<usize> = seq.blocks.drain(len.div_ceil(bs)..).collect();
@@ -339,7 +352,7 @@ impl PagedKvCache {
             .get(&parent)
             .cloned()
             .ok_or_else(|| invalid("PagedKvCache::fork", format!("no sequence {parent}")))?;
-        seq.blocks.iter().for_each(|&b| self.retain(b));
+        seq.blocks[seq.dropped..].iter().for_each(|&b| self.retain(b));
         self.seqs.insert(child, seq);
         Ok(())
     }
@@ -348,8 +361,28 @@ impl PagedKvCache {
     /// ignored, so a cancelled sequence may be freed twice.
     pub fn free(&mut self, id: SeqId) {
         if let Some(seq) = self.seqs.remove(&id) {
-            seq.blocks.into_iter().for_each(|b| self.release(b));
+            seq.blocks.into_iter().skip(seq.dropped).for_each(|b| self.release(b));
         }
+    }
+
+    /// Releases the blocks of `id` that hold only tokens before position `pos` — with a sliding
+    /// window of `w`, `pos` = (next query position) + 1 − w: no later query reads them. Their
+    /// table entries stay (never read); cached prefixes among them stay reusable until evicted.
+    /// Returns how many blocks were released.
+    pub fn release_before(&mut self, id: SeqId, pos: usize) -> Result<usize> {
+        let bs = self.cfg.block_size;
+        let seq = self
+            .seqs
+            .get_mut(&id)
+            .ok_or_else(|| invalid("PagedKvCache::release_before", format!("no sequence {id}")))?;
+        let upto = (pos / bs).min(seq.blocks.len());
+        if upto <= seq.dropped {
+            return Ok(0);
+        }
+        let gone: Vec<usize> = seq.blocks[seq.dropped..upto].to_vec();
+        seq.dropped = upto;
+        gone.iter().for_each(|&b| self.release(b));
+        Ok(gone.len())
     }
 
     /// The metadata of one batched step: for each `(id, n)`, the next `n` tokens of sequence `id`
