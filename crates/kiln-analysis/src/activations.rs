@@ -139,10 +139,12 @@ fn full_layer(arch: &Arch, batch: u64, seq: u64, opts: &ActivationOpts, core: bo
             split(what, tokens, unsharded, sharded, t)
         }
     };
-    let mlp_hidden = match arch.mlp {
-        MlpKind::Gelu => 2 * p * f,
-        MlpKind::SwiGlu => 4 * p * f,
-    };
+    // each token's hidden activations in each of the k experts it is routed to
+    let mlp_hidden = arch.experts_per_token() as u128
+        * match arch.mlp {
+            MlpKind::Gelu => 2 * p * f,
+            MlpKind::SwiGlu => 4 * p * f,
+        };
     let per_score = if opts.dropout { 2 * p + 1 } else { p };
     let core_bytes = if core {
         let per_token = prod(what, &[arch.n_heads as u128, seq as u128, per_score])?;

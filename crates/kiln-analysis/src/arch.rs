@@ -12,8 +12,13 @@
 //!   token-type embeddings, a LayerNorm after the embeddings, post-LN layers, no LM head, an
 //!   optional pooler.
 //!
+//! Any decoder may be a **mixture of experts** ([`Moe`], Mixtral: Jiang et al. 2024; seed 001
+//! "MoE"): each layer's feed-forward is E experts of width F and a router C → E, and each token
+//! runs through its top k experts — total parameters grow with E, active ones (and FLOPs per
+//! token) with k.
+//!
 //! Letters (STYLE.md): V vocab, P positions, C width, L layers, H heads, Hkv kv heads, D = C/H
-//! head dim, F feed-forward width.
+//! head dim, F feed-forward width, E experts, k experts per token.
 
 use crate::error::{AnalysisError, Result};
 use kiln_models::bert::BertConfig;
@@ -70,6 +75,19 @@ pub struct Arch {
     pub type_vocab_size: u64,
     /// Encoders: a pooler `tanh(W_p·x[CLS] + b_p)` (C² + C parameters); false for decoders.
     pub pooler: bool,
+    /// A mixture-of-experts feed-forward in every layer; `None`: dense.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moe: Option<Moe>,
+}
+
+/// A mixture-of-experts layer: `experts` feed-forward experts (each the architecture's MLP of
+/// width F) and a bias-free router C → E; each token runs through `top_k` of them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Moe {
+    /// Experts per layer E.
+    pub experts: u64,
+    /// Experts each token uses k (1 ≤ k ≤ E).
+    pub top_k: u64,
 }
 
 /// Upper limits (kiln's own, `GptConfig::validate`): far above any real model, low enough that
@@ -105,6 +123,7 @@ impl Arch {
             tied_head: true,
             type_vocab_size: 0,
             pooler: false,
+            moe: None,
         }
     }
 
@@ -156,6 +175,22 @@ impl Arch {
             pooler,
             ..Arch::gpt2(name, vocab_size, max_positions, d_model, n_layers, n_heads)
         }
+    }
+
+    /// The same architecture with a mixture of `experts` experts, `top_k` per token.
+    pub fn with_moe(mut self, experts: u64, top_k: u64) -> Arch {
+        self.moe = Some(Moe { experts, top_k });
+        self
+    }
+
+    /// Experts per layer E (1 when dense).
+    pub fn experts(&self) -> u64 {
+        self.moe.map_or(1, |m| m.experts)
+    }
+
+    /// Experts each token runs through k (1 when dense).
+    pub fn experts_per_token(&self) -> u64 {
+        self.moe.map_or(1, |m| m.top_k)
     }
 
     /// The same architecture with (or without) the pooler.
@@ -223,6 +258,17 @@ impl Arch {
         if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return bad("n_kv_heads", format!("{} kv heads do not divide {} heads", self.n_kv_heads, self.n_heads));
         }
+        if let Some(m) = self.moe {
+            if self.family == Family::Encoder {
+                return bad("moe", "kiln's encoders have dense feed-forwards".into());
+            }
+            if m.experts == 0 || m.experts > 1 << 12 {
+                return bad("moe", format!("{} experts (must be 1..={})", m.experts, 1 << 12));
+            }
+            if m.top_k == 0 || m.top_k > m.experts {
+                return bad("moe", format!("top_k {} must be between 1 and the {} experts", m.top_k, m.experts));
+            }
+        }
         if self.position == PositionKind::Rope && !self.head_dim().is_multiple_of(2) {
             return bad("n_heads", format!("RoPE needs an even head dim, got {}", self.head_dim()));
         }
@@ -282,6 +328,7 @@ impl From<&GptConfig> for Arch {
             tied_head: c.tie_word_embeddings,
             type_vocab_size: 0,
             pooler: false,
+            moe: None,
         }
     }
 }

@@ -7,7 +7,8 @@
 //! per layer (B sequences of S tokens):
 //!   q 2·B·S·C·(H·D)   k, v 2·B·S·C·(Hkv·D) each   o 2·B·S·(H·D)·C        (projections)
 //!   QKᵀ 2·B·H·S²·D    PV 2·B·H·S²·D                                      (the S² term)
-//!   MLP 2·2·B·S·C·F (GELU) or 3·2·B·S·C·F (SwiGLU)
+//!   MLP 2·2·B·S·C·F (GELU) or 3·2·B·S·C·F (SwiGLU)   (× k experts per token, + router
+//!       2·B·S·C·E, for a mixture of experts)
 //! MHA with F = 4C:  24·B·S·C² + 4·B·S²·C                                 (book eq. 12.26)
 //! head (decoders) 2·B·S·C·V;  pooler (encoders) 2·B·C²
 //! ```
@@ -36,7 +37,8 @@ pub struct LayerFlops {
     pub scores: u128,
     /// Weighted values PV, 2·B·H·S²·D.
     pub weighted: u128,
-    /// Feed-forward matrices, 4·B·S·C·F (GELU) or 6·B·S·C·F (SwiGLU).
+    /// Feed-forward matrices, 4·B·S·C·F (GELU) or 6·B·S·C·F (SwiGLU), times the k experts
+    /// each token uses, plus the router's 2·B·S·C·E for a mixture of experts.
     pub mlp: u128,
 }
 
@@ -141,7 +143,13 @@ pub fn layer_flops(arch: &Arch, batch: u64, seq: u64) -> Result<LayerFlops> {
         o: prod(what, &[2, b, s, qd, c])?,
         scores: attn,
         weighted: attn,
-        mlp: prod(what, &[2, mats, b, s, c, f])?,
+        mlp: sum(
+            what,
+            &[
+                prod(what, &[2, mats, b, s, c, f, arch.experts_per_token() as u128])?,
+                if arch.moe.is_some() { prod(what, &[2, b, s, c, arch.experts() as u128])? } else { 0 },
+            ],
+        )?,
     })
 }
 

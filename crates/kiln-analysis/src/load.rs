@@ -80,7 +80,7 @@ impl Arch {
     }
 
     /// The architecture of a parsed config: a serialised [`Arch`] (has `family`), an HF config
-    /// (`model_type` `bert`, `gpt2`, `llama` or `mistral`), or a kiln run's `GptConfig` (has
+    /// (`model_type` `bert`, `gpt2`, `llama`, `mistral`, or `mixtral`: a mixture of experts), or a kiln run's `GptConfig` (has
     /// `n_embd` and `position`). `source` names the config in errors.
     pub fn from_config_json(v: &Value, source: &str) -> Result<Arch> {
         let bad = |msg: String| AnalysisError::Config { source_name: source.to_string(), msg };
@@ -110,10 +110,20 @@ impl Arch {
             let cfg: BertConfig = serde_json::from_value(v.clone()).map_err(|e| bad(format!("BERT config: {e}")))?;
             cfg.validate().map_err(|e| kiln(&e))?;
             Arch::from(&cfg).named(&name)
+        } else if model_type == Some("mixtral") {
+            // Mistral's decoder with a mixture of SwiGLU experts in every layer.
+            let experts = obj.get("num_local_experts").and_then(Value::as_u64);
+            let top_k = obj.get("num_experts_per_tok").and_then(Value::as_u64);
+            let (Some(experts), Some(top_k)) = (experts, top_k) else {
+                return Err(bad("mixtral needs num_local_experts and num_experts_per_tok".into()));
+            };
+            let mut dense = v.clone();
+            dense["model_type"] = "mistral".into();
+            Arch::from(&GptConfig::from_hf(&dense).map_err(|e| kiln(&e))?).named(&name).with_moe(experts, top_k)
         } else if let Some(t) = model_type {
             if !HF_MODEL_TYPES.contains(&t) {
                 return Err(bad(format!(
-                    "model_type {t:?} is not supported (kiln reads bert, {})",
+                    "model_type {t:?} is not supported (kiln reads bert, mixtral, {})",
                     HF_MODEL_TYPES.join(", ")
                 )));
             }

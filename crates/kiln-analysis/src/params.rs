@@ -4,14 +4,16 @@
 //! ```text
 //! embeddings   V·C (token) + P·C (learned positions) + T_types·C (BERT) + norm (BERT: 2C)
 //! per layer    q: C·(H·D) [+ H·D]   k, v: C·(Hkv·D) [+ Hkv·D] each   o: (H·D)·C [+ C]
-//!              MLP: GELU 2·C·F [+ F + C];  SwiGLU 3·C·F
+//!              MLP: GELU 2·C·F [+ F + C];  SwiGLU 3·C·F   (× E experts, + router C·E, for MoE)
 //!              norms: 2 × (C [+ C])   (LayerNorm gain [+ bias]; RMSNorm gain only)
 //! final norm   C [+ C]  (decoders)
 //! head         V·C when untied (decoders);  pooler C² [+ C] (encoders)
 //! ```
 //! `[…]` terms exist only with biases. For GPT-2-style models this is
 //! `(12C² + 13C)·L + (V + P)·C + 2C`; for a textbook layer (MHA, F = 4C) the matrices alone are
-//! the familiar `12·L·C²` (seed 003 eq. 3.2 with E = 4).
+//! the familiar `12·L·C²` (seed 003 eq. 3.2 with E = 4). A mixture of experts also has
+//! **active** parameters: those one token uses (k experts instead of E), e.g. Mixtral 8×7B's
+//! 46.7 B total and 12.9 B active.
 
 use crate::arch::{Arch, Family, MlpKind, NormKind, PositionKind};
 use crate::checked::{prod, sat64, sum, to_u64};
@@ -32,10 +34,14 @@ pub struct LayerParams {
     pub attn_o: u64,
     /// Attention biases: (H + 2·Hkv)·D for q/k/v and C for the output, when `bias`.
     pub attn_bias: u64,
-    /// Feed-forward weights: 2·C·F (GELU MLP) or 3·C·F (SwiGLU).
+    /// Feed-forward weights: 2·C·F (GELU MLP) or 3·C·F (SwiGLU), times E experts.
     pub mlp: u64,
-    /// Feed-forward biases, F + C (GELU MLP with `bias`; SwiGLU has none).
+    /// Feed-forward biases, F + C (GELU MLP with `bias`; SwiGLU has none), times E experts.
     pub mlp_bias: u64,
+    /// MoE router C·E (0 when dense).
+    pub router: u64,
+    /// Feed-forward weights and biases one token uses: k experts' (= `mlp + mlp_bias` when dense).
+    pub mlp_active: u64,
     /// Norm gains, 2·C (two norms per layer).
     pub norm: u64,
     /// Norm biases, 2·C (LayerNorm with `bias`; RMSNorm has none).
@@ -49,9 +55,14 @@ impl LayerParams {
         sat64(&[self.attn_q, self.attn_k, self.attn_v, self.attn_o, self.attn_bias])
     }
 
-    /// Feed-forward weights and biases.
+    /// Feed-forward weights and biases (all experts) and the router.
     pub fn feed_forward(&self) -> u64 {
-        sat64(&[self.mlp, self.mlp_bias])
+        sat64(&[self.mlp, self.mlp_bias, self.router])
+    }
+
+    /// What one token uses: the layer without the experts it is not routed to.
+    pub fn active(&self) -> u64 {
+        sat64(&[self.attention(), self.mlp_active, self.router, self.norm, self.norm_bias])
     }
 
     /// All biases of the layer (attention, MLP, norms).
@@ -91,6 +102,8 @@ pub struct ParamCount {
     pub pooler: u64,
     /// Everything.
     pub total: u64,
+    /// What one token uses: `total` with k of the E experts per layer (= `total` when dense).
+    pub active: u64,
     /// `total` without the token, position and token-type tables: Kaplan et al.'s N (an untied
     /// head is kept, as it costs FLOPs).
     pub non_embedding: u64,
@@ -107,14 +120,19 @@ fn layer_params(arch: &Arch) -> LayerParams {
         MlpKind::Gelu => (2 * c * f, b(f + c)),
         MlpKind::SwiGlu => (3 * c * f, 0),
     };
+    // validated: E ≤ 2¹², so E·3·C·F < 2⁵² still fits
+    let (e, k) = (arch.experts(), arch.experts_per_token());
+    let router = if arch.moe.is_some() { c * e } else { 0 };
     LayerParams {
         attn_q: c * qd,
         attn_k: c * kvd,
         attn_v: c * kvd,
         attn_o: qd * c,
         attn_bias: b(qd + 2 * kvd + c),
-        mlp,
-        mlp_bias,
+        mlp: e * mlp,
+        mlp_bias: e * mlp_bias,
+        router,
+        mlp_active: k * (mlp + mlp_bias),
         norm: 2 * c,
         norm_bias: if arch.norm == NormKind::LayerNorm { b(2 * c) } else { 0 },
     }
@@ -149,6 +167,8 @@ pub fn param_count(arch: &Arch) -> Result<ParamCount> {
     let rest = [embedding_norm, layers, final_norm, head, pooler].map(u128::from);
     let non_embedding = to_u64(what, sum(what, &rest)?)?;
     let total = to_u64(what, sum(what, &embeddings)? + non_embedding as u128)?;
+    let unused = (layer.total() - layer.active()) as u128 * n_layers as u128;
+    let active = to_u64(what, total as u128 - unused)?;
     Ok(ParamCount {
         token_embedding,
         position_embedding,
@@ -161,6 +181,7 @@ pub fn param_count(arch: &Arch) -> Result<ParamCount> {
         head,
         pooler,
         total,
+        active,
         non_embedding,
     })
 }

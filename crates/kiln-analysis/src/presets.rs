@@ -6,13 +6,15 @@
 //! Table 2 (V = 32000, P = 2048, F from the released configs: 11008, 13824, 22016); GPT-3 175B —
 //! Brown et al. 2020, Table 2.1 (L=96, C=12288, H=96, P=2048, GPT-2's V = 50257, dense
 //! parameter count); SmolLM2-135M and all-MiniLM-L6-v2 — the configs of the checkpoints kiln
-//! runs (REFERENCE.md).
+//! runs (REFERENCE.md); Mixtral 8×7B — Jiang et al. 2024 and its released config (V = 32000,
+//! P = 32768, C = 4096, L = 32, H = 32 / 8, F = 14336, 8 experts, top 2; 46.7 B parameters,
+//! 12.9 B active).
 
 use crate::arch::Arch;
 use crate::error::{AnalysisError, Result};
 
 /// The preset names [`Arch::preset`] knows.
-pub const PRESETS: [&str; 12] = [
+pub const PRESETS: [&str; 13] = [
     "gpt2-small",
     "gpt2-medium",
     "gpt2-large",
@@ -25,6 +27,7 @@ pub const PRESETS: [&str; 12] = [
     "gpt3-175b",
     "smollm2-135m",
     "minilm-l6",
+    "mixtral-8x7b",
 ];
 
 impl Arch {
@@ -44,6 +47,7 @@ impl Arch {
     /// | `gpt3-175b` | GPT-2 | 50257 | 2048 | 12288 | 96 | 96 | 4C | tied |
     /// | `smollm2-135m` | LLaMA | 49152 | 8192 | 576 | 30 | 9 / 3 | 1536 | tied |
     /// | `minilm-l6` | BERT + pooler | 30522 | 512 | 384 | 6 | 12 | 1536 | — |
+    /// | `mixtral-8x7b` | LLaMA + MoE 8 experts, top 2 | 32000 | 32768 | 4096 | 32 | 32 / 8 | 14336 | untied |
     ///
     /// An unknown name is an error listing the known ones.
     pub fn preset(name: &str) -> Result<Arch> {
@@ -61,6 +65,9 @@ impl Arch {
             "gpt3-175b" | "gpt3" => Arch::gpt2("gpt3-175b", 50257, 2048, 12288, 96, 96),
             "smollm2-135m" => Arch::llama("smollm2-135m", 49152, 8192, 576, 30, 9, 3, 1536, true),
             "minilm-l6" => Arch::bert("minilm-l6", 30522, 512, 384, 6, 12, 1536, 2, true),
+            "mixtral-8x7b" | "mixtral" => {
+                Arch::llama("mixtral-8x7b", 32000, 32768, 4096, 32, 32, 8, 14336, false).with_moe(8, 2)
+            }
             _ => {
                 return Err(AnalysisError::UnknownPreset { name: name.to_string(), known: PRESETS.join(", ") });
             }

@@ -68,7 +68,7 @@ fn describe(a: &Arch) -> String {
         a.norm,
         a.mlp,
         if a.bias { "biases" } else { "no biases" },
-    )
+    ) + &a.moe.map(|m| format!(", MoE {} experts, top {}", m.experts, m.top_k)).unwrap_or_default()
 }
 
 /// Parameter counts by component.
@@ -100,6 +100,7 @@ impl Report for ParamsReport {
             ("attention biases", l.attn_bias),
             ("MLP weights", l.mlp),
             ("MLP biases", l.mlp_bias),
+            ("MoE router", l.router),
             ("norm gains", l.norm),
             ("norm biases", l.norm_bias),
             ("layer total", l.total()),
@@ -123,7 +124,20 @@ impl Report for ParamsReport {
         }
         r(&mut model, "total", p.total);
         r(&mut model, "non-embedding (Kaplan's N)", p.non_embedding);
-        format!("{}\n\n{}\n{}\ntotal: {} parameters\n", describe(&self.arch), layer.render(), model.render(), si(tot))
+        let active = match self.arch.moe {
+            Some(m) => {
+                r(&mut model, &format!("active per token ({} of {} experts)", m.top_k, m.experts), p.active);
+                format!(", {} active per token", si(p.active as f64))
+            }
+            None => String::new(),
+        };
+        format!(
+            "{}\n\n{}\n{}\ntotal: {} parameters{active}\n",
+            describe(&self.arch),
+            layer.render(),
+            model.render(),
+            si(tot)
+        )
     }
 }
 

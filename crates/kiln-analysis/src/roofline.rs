@@ -188,14 +188,27 @@ pub fn roofline(
         },
         gemm("attention output", (m, h * d, c), e, l, p, w),
     ];
-    match arch.mlp {
-        MlpKind::Gelu => {
+    match (arch.moe, arch.mlp) {
+        (None, MlpKind::Gelu) => {
             ops.push(gemm("MLP up", (m, c, f), e, l, p, w));
             ops.push(gemm("MLP down", (m, f, c), e, l, p, w));
         }
-        MlpKind::SwiGlu => {
+        (None, MlpKind::SwiGlu) => {
             ops.push(gemm("MLP gate + up", (m, c, 2.0 * f), e, l, p, w));
             ops.push(gemm("MLP down", (m, f, c), e, l, p, w));
+        }
+        (Some(moe), kind) => {
+            // m tokens × k routed rows; under uniform routing they touch
+            // E·(1 − (1 − k/E)^m) distinct experts, each of whose weights is read once.
+            let (ne, k) = (moe.experts as f64, moe.top_k as f64);
+            let touched = ne * (1.0 - (1.0 - k / ne).powf(m));
+            let (mats, acts) = match kind {
+                MlpKind::Gelu => (2.0, 2.0 * c + 2.0 * f),
+                MlpKind::SwiGlu => (3.0, 2.0 * c + 3.0 * f),
+            };
+            ops.push(gemm("MoE router", (m, c, ne), e, l, p, w));
+            let flops = 2.0 * m * k * mats * c * f;
+            ops.push(op("MoE experts (k of E)", flops, e * (touched * mats * c * f + m * k * acts), l, p, w));
         }
     }
     if arch.family == Family::Decoder {

@@ -23,7 +23,7 @@ fn from_kiln_configs() {
 
 #[test]
 fn presets() {
-    assert_eq!(PRESETS.len(), 12);
+    assert_eq!(PRESETS.len(), 13);
     for p in PRESETS {
         Arch::preset(p).unwrap().validate().unwrap();
     }

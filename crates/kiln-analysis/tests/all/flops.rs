@@ -58,6 +58,22 @@ fn gqa_and_swiglu_counts() {
     assert!(!a.is_textbook_layer());
 }
 
+/// A mixture of experts costs FLOPs for the k experts a token uses (and the router), not all E:
+/// Mixtral's forward ≈ 2 × its 12.9 B active parameters per token (less the embedding lookup),
+/// far below 2 × 46.7 B.
+#[test]
+fn mixture_of_experts_flops_follow_active_parameters() {
+    let a = Arch::preset("mixtral-8x7b").unwrap();
+    let l = layer_flops(&a, 1, 10).unwrap();
+    assert_eq!(l.mlp, 2 * 3 * 10 * 4096 * 14336 * 2 + 2 * 10 * 4096 * 8);
+    let p = kiln_analysis::param_count(&a).unwrap();
+    let f = forward_flops(&a, 1, 1).unwrap(); // one token: no S² to speak of
+                                              // 2 FLOPs per active weight, except the embedding table (a lookup, not a product)
+    let matrices = (p.active - p.token_embedding) as f64;
+    assert!((f.per_token() / (2.0 * matrices) - 1.0).abs() < 1e-4, "{} vs {}", f.per_token(), 2.0 * matrices);
+    assert!(f.per_token() < 0.3 * 2.0 * p.total as f64);
+}
+
 #[test]
 fn megatron_full_recompute_formula() {
     // Narayanan et al. 2021: 96·B·S·L·h²·(1 + S/(6h) + V/(16·L·h)) with full recomputation

@@ -29,6 +29,18 @@ fn hf_configs() {
                       "num_attention_heads": 12, "intermediate_size": 3072});
     let a = Arch::from_config_json(&bert, "x").unwrap();
     assert_eq!((a.family, num_params(&a).unwrap()), (Family::Encoder, 109_482_240));
+    // Mixtral's released config.json (the keys that matter) is the preset.
+    let mixtral = json!({"architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "vocab_size": 32000,
+                         "max_position_embeddings": 32768, "hidden_size": 4096, "num_hidden_layers": 32,
+                         "num_attention_heads": 32, "num_key_value_heads": 8, "intermediate_size": 14336,
+                         "hidden_act": "silu", "rms_norm_eps": 1e-5, "rope_theta": 1e6, "sliding_window": null,
+                         "num_local_experts": 8, "num_experts_per_tok": 2, "tie_word_embeddings": false});
+    let a = Arch::from_config_json(&mixtral, "x").unwrap();
+    assert_eq!(a, Arch::preset("mixtral-8x7b").unwrap().named("x"));
+    let mut no_experts = mixtral.clone();
+    no_experts.as_object_mut().unwrap().remove("num_experts_per_tok");
+    let e = Arch::from_config_json(&no_experts, "x").unwrap_err().to_string();
+    assert!(e.contains("num_experts_per_tok"), "{e}");
 }
 
 #[test]

@@ -30,6 +30,19 @@ fn decode_is_memory_bound_and_prefill_compute_bound() {
     assert!(pre.flops > 500.0 * dec.flops);
 }
 
+/// A mixture of experts at batch 1 reads the k experts a token is routed to, not all E; a large
+/// batch touches them all.
+#[test]
+fn mixture_of_experts_decode_reads_the_routed_experts() {
+    let arch = Arch::resolve("mixtral-8x7b").unwrap();
+    let expert = |r: &kiln_analysis::Roofline| r.ops.iter().find(|o| o.name.starts_with("MoE experts")).unwrap().bytes;
+    let one = roofline(&arch, Phase::Decode, 1, 512, 2.0, 312e12, 2e12).unwrap();
+    let weights = 2.0 * 3.0 * 4096.0 * 14336.0; // one expert in f16
+    assert!((expert(&one) / (2.0 * weights) - 1.0).abs() < 1e-3, "{}", expert(&one));
+    let many = roofline(&arch, Phase::Decode, 256, 512, 2.0, 312e12, 2e12).unwrap();
+    assert!(expert(&many) > 7.99 * weights);
+}
+
 #[test]
 fn bad_roofline_inputs_are_errors() {
     let arch = Arch::resolve("gpt2-small").unwrap();
