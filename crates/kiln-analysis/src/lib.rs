@@ -49,5 +49,5 @@ pub use params::{num_params, param_count, ParamCount};
 pub use presets::PRESETS;
 pub use report::Report;
 pub use roofline::{roofline, Bound, Phase, Roofline};
-pub use scaling::{Chinchilla, Kaplan};
+pub use scaling::{tokens_per_param_rule, Chinchilla, Kaplan};
 pub use train_time::{training_time, training_time_6nd};

@@ -540,6 +540,8 @@ pub struct ScalingReport {
     pub compute: f64,
     /// Chinchilla's optimum for C.
     pub chinchilla: ComputeOptimal,
+    /// Chinchilla's 20-tokens-per-parameter rule (approaches 1–2) for C.
+    pub chinchilla_20: ComputeOptimal,
     /// Kaplan's optimum for C.
     pub kaplan: ComputeOptimal,
     /// Chinchilla's exponents (a, b) of N_opt ∝ C^a, D_opt ∝ C^b.
@@ -582,6 +584,7 @@ pub fn scaling(arch: Option<&Arch>, compute: Option<f64>) -> Result<ScalingRepor
         params,
         compute,
         chinchilla: ch.compute_optimal(compute)?,
+        chinchilla_20: crate::scaling::tokens_per_param_rule(compute, 20.0)?,
         kaplan: Kaplan::PAPER.compute_optimal(compute)?,
         chinchilla_exponents: (ch.params_exponent(), ch.tokens_exponent()),
         arch_at_budget,
@@ -594,9 +597,11 @@ impl Report for ScalingReport {
             &format!("compute-optimal allocation of C = {:.3e} FLOPs (C = 6·N·D)", self.compute),
             &["law", "N_opt", "D_opt", "D/N", "loss"],
         );
-        for (name, o) in
-            [("Chinchilla (approach 3)", &self.chinchilla), ("Kaplan (non-embedding N ∝ C^0.73)", &self.kaplan)]
-        {
+        for (name, o) in [
+            ("Chinchilla (approach 3)", &self.chinchilla),
+            ("Chinchilla (approaches 1–2: 20 tokens/parameter)", &self.chinchilla_20),
+            ("Kaplan (non-embedding N ∝ C^0.73)", &self.kaplan),
+        ] {
             t.row(&[
                 name.into(),
                 si(o.params),

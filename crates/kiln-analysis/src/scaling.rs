@@ -13,6 +13,10 @@
 //! at C = 2.6e18 and 108 at 2.8e24 — not the ≈ 20 of the paper's approaches 1 and 2; the
 //! closed form is reported as the fit gives it.
 //!
+//! **Chinchilla's rule of thumb** (approaches 1 and 2, Table 3): the compute-optimal model
+//! trains on about 20 tokens per parameter, so under C = 6·N·D: `N_opt = √(C / 120)`,
+//! `D_opt = 20·N_opt` ([`tokens_per_param_rule`]).
+//!
 //! **Kaplan** (Kaplan et al. 2020, eqs. 1.1–1.5 and Fig. 14 / Table 6; seed 003 §6.1): with N
 //! the non-embedding parameters, `L(N) = (N_c/N)^α_N` (N_c = 8.8e13, α_N = 0.076),
 //! `L(D) = (D_c/D)^α_D` (D_c = 5.4e13, α_D = 0.095), `L(C_min) = (C_c/C_min)^α_C` (C_c = 3.1e8
@@ -103,6 +107,15 @@ impl Chinchilla {
             loss: Some(self.loss(params, tokens)?),
         })
     }
+}
+
+/// Chinchilla's rule of thumb: `ratio` tokens per parameter (20 in Hoffmann et al.'s approaches 1
+/// and 2) on the budget `6·N·D = C`: `N = √(C / (6·ratio))`, `D = ratio·N`.
+pub fn tokens_per_param_rule(compute: f64, ratio: f64) -> Result<ComputeOptimal> {
+    let c = positive_f64("compute budget", compute)?;
+    let r = positive_f64("tokens per parameter", ratio)?;
+    let params = (c / (6.0 * r)).sqrt();
+    Ok(ComputeOptimal { compute: c, params, tokens: r * params, tokens_per_param: r, loss: None })
 }
 
 /// Kaplan et al.'s power laws (constants in the module docs).

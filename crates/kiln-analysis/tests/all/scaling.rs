@@ -1,6 +1,7 @@
-//! Chinchilla's approach-3 law and its closed-form optimum; Kaplan's laws.
+//! Chinchilla's approach-3 law and its closed-form optimum, its Table 3 rows by the 20-tokens-per-parameter
+//! rule; Kaplan's laws.
 
-use kiln_analysis::scaling::{Chinchilla, Kaplan, PF_DAY};
+use kiln_analysis::scaling::{tokens_per_param_rule, Chinchilla, Kaplan, PF_DAY};
 
 #[test]
 fn chinchilla_exponents() {
@@ -52,4 +53,29 @@ fn kaplan() {
     assert!((k.loss(1e9, 1e30).unwrap() - k.loss_params(1e9).unwrap()).abs() < 1e-6);
     assert!((k.loss_compute(3.1e8 * PF_DAY).unwrap() - 1.0).abs() < 1e-12);
     assert!((k.loss_tokens(5.4e13).unwrap() - 1.0).abs() < 1e-12);
+}
+
+/// Chinchilla's Table 3 (approach 1: compute-optimal parameters and tokens for a FLOP budget):
+/// the 20-tokens-per-parameter rule gives every row's N within 5 % and D within 8 % (the 67 B
+/// row itself is 4.7 % off C = 6·N·D: the paper rounds its tokens to 1.5 T).
+#[test]
+fn chinchilla_table_3_rows() {
+    let rows = [
+        (400e6, 1.92e19, 8.0e9),
+        (1e9, 1.21e20, 20.2e9),
+        (10e9, 1.23e22, 205.1e9),
+        (67e9, 5.76e23, 1.5e12),
+        (175e9, 3.85e24, 3.7e12),
+        (280e9, 9.90e24, 5.9e12),
+        (520e9, 3.43e25, 11.0e12),
+        (1e12, 1.27e26, 21.2e12),
+        (10e12, 1.30e28, 216.2e12),
+    ];
+    for (n, c, d) in rows {
+        let o = tokens_per_param_rule(c, 20.0).unwrap();
+        assert!((o.params / n - 1.0).abs() < 0.05, "C = {c:e}: N {} vs {n:e}", o.params);
+        assert!((o.tokens / d - 1.0).abs() < 0.08, "C = {c:e}: D {} vs {d:e}", o.tokens);
+        assert!((6.0 * o.params * o.tokens / c - 1.0).abs() < 1e-12);
+    }
+    assert!(tokens_per_param_rule(1e20, 0.0).is_err() && tokens_per_param_rule(-1.0, 20.0).is_err());
 }
