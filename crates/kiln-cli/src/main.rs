@@ -273,7 +273,7 @@ enum BenchCmd {
         /// Tokens to decode.
         #[arg(long, default_value_t = 64)]
         decode: usize,
-        /// Skip the llama.cpp baseline.
+        /// Skip the baseline (llama.cpp for a GGUF file, transformers for an HF directory).
         #[arg(long)]
         no_llama: bool,
         /// Runs of each engine, alternating (the best of each is reported: this VM is noisy).

@@ -1,5 +1,6 @@
 //! Fast CPU paths against simple reference loops: the gemm-backed matmul (single, batched,
-//! transposed operands, broadcast batches, both the threaded-GEMM and the GEMM-per-thread regimes),
+//! transposed operands, broadcast batches, both the threaded-GEMM and the GEMM-per-thread regimes,
+//! and the one-row GEMV of decoding),
 //! strided and parallel elementwise loops, and parallel reductions.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::cloned_ref_to_slice_refs)] // tests fail loudly by design
@@ -70,6 +71,20 @@ fn matmul_matches_naive_in_every_regime() {
     check_matmul(&rand(&[2, 9, 12], 11), &rand(&[12, 7], 12), "folded batch");
     // Degenerate sizes.
     check_matmul(&rand(&[4, 1], 13), &rand(&[1, 3], 14), "k = 1");
+    // One row against a transposed row-major weight (x·Wᵀ while decoding): the GEMV path, serial
+    // and split across threads, k not a multiple of its 16 lanes, a strided weight view, a bias.
+    for (k, n) in [(37, 5), (768, 2304), (300, 1001)] {
+        let w = rand(&[n, k], 15);
+        check_matmul(&rand(&[1, k], 16), &w.t().unwrap(), &format!("gemv {k}×{n}"));
+        let x = rand(&[1, k], 17);
+        let bias = rand(&[n], 18);
+        let got = x.linear(&w, Some(&bias)).unwrap().to_vec_f64().unwrap();
+        let plain = x.matmul(&w.t().unwrap()).unwrap().to_vec_f64().unwrap();
+        let want: Vec<f64> = plain.iter().zip(bias.to_vec_f64().unwrap()).map(|(p, b)| p + b).collect();
+        assert_close(&got, &want, MATMUL_RTOL, &format!("gemv + bias {k}×{n}"));
+    }
+    let wide = rand(&[50, 80], 19); // rows of 80, use the first 64 columns: row stride 80 ≠ k
+    check_matmul(&rand(&[1, 64], 20), &wide.narrow(1, 0, 64).unwrap().t().unwrap(), "gemv strided weight");
 }
 
 #[test]

@@ -1,8 +1,9 @@
 //! `kiln bench generate`: prompt processing (prefill) and decoding speed of a pretrained model
 //! (default: SmolLM2-135M-Instruct Q4_1 from `python3 tools/fetch_models.py smollm2`), and the
 //! same for llama.cpp on the same GGUF, in the same run, when `llama_cpp` (llama-cpp-python)
-//! imports. Decoding is memory-bound: the report also gives the bytes of weights streamed per
-//! decoded token and the bandwidth that implies.
+//! imports — or, for a Hugging Face directory, for transformers (PyTorch eager, fp32, with its
+//! KV cache) when it imports. Decoding is memory-bound: the report also gives the bytes of
+//! weights streamed per decoded token and the bandwidth that implies.
 
 use crate::generate;
 use anyhow::{Context, Result};
@@ -42,6 +43,24 @@ decode = time.perf_counter() - t
 print(json.dumps({"prefill_tok_s": n_prompt / prefill, "decode_tok_s": n_decode / decode}))
 "#;
 
+const TRANSFORMERS_SCRIPT: &str = r#"
+import json, sys, time, torch
+from transformers import AutoModelForCausalLM
+path, n_prompt, n_decode, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+torch.set_num_threads(threads)
+m = AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32).eval()
+ids = torch.tensor([[(i * 7919) % 1000 + 100 for i in range(n_prompt)]])
+with torch.no_grad():
+    t = time.perf_counter(); out = m(ids, use_cache=True); prefill = time.perf_counter() - t
+    past, nxt = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+    t = time.perf_counter()
+    for _ in range(n_decode):
+        out = m(nxt, past_key_values=past, use_cache=True)
+        past, nxt = out.past_key_values, out.logits[:, -1].argmax(-1, keepdim=True)
+    decode = time.perf_counter() - t
+print(json.dumps({"prefill_tok_s": n_prompt / prefill, "decode_tok_s": n_decode / decode}))
+"#;
+
 pub(crate) fn default_model() -> PathBuf {
     Path::new(".cache/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf").to_path_buf()
 }
@@ -70,18 +89,23 @@ pub fn run(args: &GenerateBench, device: &Device) -> Result<()> {
         args.threads,
         args.repeats
     );
-    let is_gguf = path.extension().is_some_and(|e| e == "gguf");
-    let with_llama = !args.no_llama && is_gguf;
-    // kiln and llama.cpp alternate, so a noisy neighbour slows both alike; best run of each
-    let (mut kiln, mut llama) = ((0f64, 0f64), None::<(f64, f64)>);
+    // The baseline: llama.cpp for a GGUF file, transformers for an HF directory.
+    let baseline = match (args.no_llama, path.extension().is_some_and(|e| e == "gguf"), path.is_dir()) {
+        (true, _, _) => None,
+        (false, true, _) => Some(("llama.cpp", LLAMA_SCRIPT, "same GGUF, quantized in memory")),
+        (false, false, true) => Some(("transformers", TRANSFORMERS_SCRIPT, "PyTorch eager, fp32")),
+        _ => None,
+    };
+    // kiln and the baseline alternate, so a noisy neighbour slows both alike; best run of each
+    let (mut kiln, mut base) = ((0f64, 0f64), None::<(f64, f64)>);
     for _ in 0..args.repeats.max(1) {
         let (pf, dc) = kiln_once(&m.model, args, device)?;
         kiln = (kiln.0.max(pf), kiln.1.max(dc));
-        if with_llama {
-            match llama_once(&path, args)? {
-                Ok((lp, ld)) => llama = Some(llama.map_or((lp, ld), |(a, b)| (a.max(lp), b.max(ld)))),
+        if let Some((name, script, _)) = baseline {
+            match baseline_once(script, &path, args)? {
+                Ok((lp, ld)) => base = Some(base.map_or((lp, ld), |(a, b)| (a.max(lp), b.max(ld)))),
                 Err(why) => {
-                    println!("llama.cpp   skipped: {why}");
+                    println!("{name:<11} skipped: {why}");
                     break;
                 }
             }
@@ -93,9 +117,9 @@ pub fn run(args: &GenerateBench, device: &Device) -> Result<()> {
         bytes / 1e9,
         bytes * dc / 1e9
     );
-    if let Some((lp, ld)) = llama {
-        println!("llama.cpp   prefill {lp:8.1} tok/s   decode {ld:7.1} tok/s   (same GGUF, quantized in memory)");
-        println!("kiln / llama.cpp: prefill {:.2}×, decode {:.2}×", pf / lp.max(1e-9), dc / ld.max(1e-9));
+    if let (Some((lp, ld)), Some((name, _, what))) = (base, baseline) {
+        println!("{name:<11} prefill {lp:8.1} tok/s   decode {ld:7.1} tok/s   ({what})");
+        println!("kiln / {name}: prefill {:.2}×, decode {:.2}×", pf / lp.max(1e-9), dc / ld.max(1e-9));
     }
     Ok(())
 }
@@ -120,18 +144,19 @@ fn kiln_once(model: &kiln_models::gpt::Gpt, args: &GenerateBench, device: &Devic
     Ok((args.prompt as f64 / prefill, args.decode as f64 / decode))
 }
 
-/// One llama.cpp run in a python3 subprocess: Ok(Ok(tok/s)), or Ok(Err(why it could not run)).
-fn llama_once(path: &Path, args: &GenerateBench) -> Result<std::result::Result<(f64, f64), String>> {
+/// One baseline run (`script`: llama.cpp or transformers) in a python3 subprocess:
+/// Ok(Ok(tok/s)), or Ok(Err(why it could not run)).
+fn baseline_once(script: &str, path: &Path, args: &GenerateBench) -> Result<std::result::Result<(f64, f64), String>> {
     let out = Command::new("python3")
-        .args(["-c", LLAMA_SCRIPT])
+        .args(["-c", script])
         .arg(path)
         .args([args.prompt.to_string(), args.decode.to_string(), args.threads.to_string()])
         .output()
         .context("running python3")?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        return Ok(Err(err.lines().last().unwrap_or("llama_cpp does not import").to_string()));
+        return Ok(Err(err.lines().last().unwrap_or("the baseline does not import").to_string()));
     }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("llama.cpp script output")?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("baseline script output")?;
     Ok(Ok((v["prefill_tok_s"].as_f64().unwrap_or(0.0), v["decode_tok_s"].as_f64().unwrap_or(0.0))))
 }

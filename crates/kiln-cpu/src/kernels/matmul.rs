@@ -59,6 +59,49 @@ fn plan(batch: usize, (m, k, n): (usize, usize, usize), threads: usize) -> Plan 
     }
 }
 
+/// Weight elements (k·n) from which a GEMV splits its outputs across threads.
+const GEMV_PAR_MIN: usize = 1 << 15;
+
+/// `c (n) = a (k) · B (k, n)` (`c +=` when `acc`) for one row `a` and a `B` whose columns are
+/// contiguous: `B = Wᵀ` of a row-major (n, k) weight, column `j` = weight row `j` at `w[j·ws..]`
+/// — how `Linear` and the LM head multiply while decoding one token. Each output is one dot
+/// product of `a` with a weight row, so the weights stream once, in order, split by output across
+/// the threads: decoding's matrix–vector products are memory-bound, and a GEMM would first pack
+/// every panel (and, below its threading threshold, run on one core).
+fn gemv_t<T: KFloat>(c: &mut [T], a: &[T], w: &[T], ws: usize, acc: bool) {
+    let k = a.len();
+    // 16 independent lanes: two AVX2 vectors of partial sums, no reassociation needed.
+    let dot = |row: &[T]| {
+        let mut lanes = [T::zero(); 16];
+        let (ac, rc) = (a.chunks_exact(16), row.chunks_exact(16));
+        let (ar, rr) = (ac.remainder(), rc.remainder());
+        for (x, y) in ac.zip(rc) {
+            for i in 0..16 {
+                lanes[i] += x[i] * y[i];
+            }
+        }
+        let mut s = lanes.iter().copied().sum::<T>();
+        for (&x, &y) in ar.iter().zip(rr) {
+            s += x * y;
+        }
+        s
+    };
+    let fill = |j0: usize, out: &mut [T]| {
+        for (j, o) in out.iter_mut().enumerate() {
+            let row = &w[(j0 + j) * ws..(j0 + j) * ws + k];
+            *o = if acc { *o + dot(row) } else { dot(row) };
+        }
+    };
+    let n = c.len();
+    let threads = rayon::current_num_threads();
+    if threads <= 1 || k * n < GEMV_PAR_MIN {
+        fill(0, c);
+    } else {
+        let chunk = n.div_ceil(4 * threads).max(16);
+        c.par_chunks_mut(chunk).enumerate().for_each(|(i, out)| fill(i * chunk, out));
+    }
+}
+
 /// Storage offsets of every batch matrix (all dims but the last two).
 fn batch_offsets(l: &Layout) -> Vec<usize> {
     let r = l.rank();
@@ -152,6 +195,13 @@ fn matmul_t<T: Elem>(
         }
     };
     let run = |c: &mut [T], a0: usize, b0: usize, par: Parallelism| run_k(c, a0, b0, (0, k), acc, par);
+    if m == 1 && oa.len() == 1 && acs == 1 && brs == 1 && bcs >= k as isize {
+        // One row against a row-major weight: the memory-bound matrix–vector product.
+        // The reach check above keeps a[oa..oa + k] and every weight row w[ob + j·bcs..][..k] in bounds.
+        let (w0, ws) = (ob[0], bcs as usize);
+        gemv_t(&mut out, &x[oa[0]..oa[0] + k], &y[w0..w0 + (n - 1) * ws + k], ws, acc);
+        return Ok(T::wrap(out));
+    }
     match plan(oa.len(), (m, k, n), rayon::current_num_threads()) {
         Plan::SplitK(t) => {
             let part = k.div_ceil(t);
