@@ -78,6 +78,10 @@ pub struct Arch {
     /// A mixture-of-experts feed-forward in every layer; `None`: dense.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub moe: Option<Moe>,
+    /// Sliding-window attention (Mistral): each token sees the last `w` keys, so a KV cache
+    /// needs only those; `None`: the whole prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sliding_window: Option<u64>,
 }
 
 /// A mixture-of-experts layer: `experts` feed-forward experts (each the architecture's MLP of
@@ -124,6 +128,7 @@ impl Arch {
             type_vocab_size: 0,
             pooler: false,
             moe: None,
+            sliding_window: None,
         }
     }
 
@@ -258,6 +263,9 @@ impl Arch {
         if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return bad("n_kv_heads", format!("{} kv heads do not divide {} heads", self.n_kv_heads, self.n_heads));
         }
+        if self.sliding_window == Some(0) {
+            return bad("sliding_window", "a window must hold at least one token".into());
+        }
         if let Some(m) = self.moe {
             if self.family == Family::Encoder {
                 return bad("moe", "kiln's encoders have dense feed-forwards".into());
@@ -329,6 +337,7 @@ impl From<&GptConfig> for Arch {
             type_vocab_size: 0,
             pooler: false,
             moe: None,
+            sliding_window: c.sliding_window.map(|w| w as u64),
         }
     }
 }

@@ -10,6 +10,11 @@
 //! PagedAttention (Kwon et al. 2023, vLLM) stores a sequence in fixed blocks of `block_tokens`
 //! tokens, allocated on demand: a sequence of n tokens holds `⌈n / block⌉` blocks, wasting less
 //! than one block; REFERENCE.md's default is 16–32 tokens per block.
+//!
+//! With a sliding window `w` (Mistral) only the last `w` tokens are ever read: a contiguous
+//! cache keeps `min(T, w)` (a rolling buffer), and kiln's paged cache hands back the blocks
+//! wholly before the next query's window, holding `⌈n/b⌉ − ⌊(n + 1 − w)⁺/b⌋` blocks
+//! (`PagedKvCache::release_before`).
 
 use crate::arch::{Arch, Family};
 use crate::checked::{positive, prod, sum, to_u64};
@@ -24,6 +29,8 @@ use serde::Serialize;
 pub struct KvCache {
     /// Tokens per sequence T.
     pub tokens: u64,
+    /// Tokens per sequence kept: T, or `min(T, w)` with a sliding window.
+    pub stored_tokens: u64,
     /// Sequences B.
     pub batch: u64,
     /// Element format.
@@ -64,12 +71,14 @@ pub fn kv_cache(arch: &Arch, tokens: u64, batch: u64, dtype: Dtype) -> Result<Kv
     arch.check_seq("tokens", tokens)?;
     positive("batch", batch)?;
     let what = "KV-cache bytes";
-    let bt = prod(what, &[tokens as u128, batch as u128])?;
+    let stored = arch.sliding_window.map_or(tokens, |w| tokens.min(w));
+    let bt = prod(what, &[stored as u128, batch as u128])?;
     let per_token_per_layer = token_layer_bytes(arch, arch.n_kv_heads, dtype)?;
     let mha = token_layer_bytes(arch, arch.n_heads, dtype)?;
     let l = arch.n_layers as u128;
     Ok(KvCache {
         tokens,
+        stored_tokens: stored,
         batch,
         dtype,
         per_token_per_layer,
@@ -133,8 +142,14 @@ pub fn paged_kv_cache(arch: &Arch, seq_lens: &[u64], block_tokens: u64, dtype: D
     let (mut tokens, mut blocks) = (0u128, 0u128);
     for &n in seq_lens {
         arch.check_seq("sequence length", n)?;
-        tokens = sum(what, &[tokens, n as u128])?;
-        blocks = sum(what, &[blocks, n.div_ceil(block_tokens) as u128])?;
+        // With a window the next query reads the w − 1 keys before it (and its own); the
+        // leading blocks wholly before them are released. Held tokens ≥ kept, so no underflow.
+        let (kept, released) = match arch.sliding_window {
+            Some(w) => (n.min(w - 1), (n + 1).saturating_sub(w) / block_tokens),
+            None => (n, 0),
+        };
+        tokens = sum(what, &[tokens, kept as u128])?;
+        blocks = sum(what, &[blocks, (n.div_ceil(block_tokens) - released) as u128])?;
     }
     let block_bytes = prod(what, &[block_tokens as u128, per_token])?;
     let allocated = prod(what, &[blocks, block_bytes])?;

@@ -69,6 +69,7 @@ fn describe(a: &Arch) -> String {
         a.mlp,
         if a.bias { "biases" } else { "no biases" },
     ) + &a.moe.map(|m| format!(", MoE {} experts, top {}", m.experts, m.top_k)).unwrap_or_default()
+        + &a.sliding_window.map(|w| format!(", sliding window {w}")).unwrap_or_default()
 }
 
 /// Parameter counts by component.
@@ -436,6 +437,13 @@ impl Report for KvCacheReport {
         r(&mut t, "total", c.total);
         r(&mut t, &format!("same with MHA (Hkv = H = {})", a.n_heads), c.mha_total);
         let mut out = format!("{}\n\n{}", describe(a), t.render());
+        if c.stored_tokens != c.tokens {
+            out.push_str(&format!(
+                "sliding window of {} tokens: each sequence keeps its last {} (totals above)\n",
+                a.sliding_window.unwrap_or(0),
+                c.stored_tokens
+            ));
+        }
         if let Some(p) = &self.paged {
             out.push_str(&format!(
                 "paged ({} tokens/block): {} blocks of {}, allocated {}, waste {} ({:.2} %)\n",

@@ -1,4 +1,5 @@
-//! KV cache: the verified sizes, GQA/MQA savings, paged layouts.
+//! KV cache: the verified sizes, GQA/MQA savings, paged layouts, sliding windows against kiln's
+//! paged cache.
 
 use kiln_analysis::kv_cache::{kv_cache, kv_cache_bytes, max_decode_batch, max_kv_tokens, paged_kv_cache};
 use kiln_analysis::{Arch, Dtype};
@@ -91,5 +92,30 @@ fn equals_the_cache_kiln_allocates() {
             bytes += 4 * (k.numel() + v.numel()) as u64;
         }
         assert_eq!(bytes, kv_cache(&arch, t as u64, b as u64, Dtype::F32).unwrap().total, "{}", arch.name);
+    }
+}
+
+/// A sliding window bounds the cache: the analysis's windowed counts are what kiln's paged cache
+/// holds after releasing the blocks behind the window, and a contiguous cache keeps min(T, w).
+#[test]
+fn sliding_window_caches_match_kilns_paged_cache() {
+    use kiln_models::gpt::GptConfig;
+    let dev = kiln_cpu::cpu();
+    let cfg = GptConfig { sliding_window: Some(10), ..GptConfig::llama(40, 64, 48, 2, 6, 2, 64) };
+    let arch = Arch::from(&cfg);
+    assert_eq!(arch.sliding_window, Some(10));
+    let c = kv_cache(&arch, 50, 2, Dtype::F32).unwrap();
+    assert_eq!(c.stored_tokens, 10);
+    assert_eq!(c.total, 2 * 2 * 10 * 2 * 8 * 2 * 4);
+    let model = kiln_models::gpt::Gpt::new(cfg, 0, &dev).unwrap();
+    for n in [3usize, 9, 10, 11, 17, 40, 41] {
+        let mut cache = model.new_paged_cache(32, 4, kiln_core::DType::F32, false, &dev).unwrap();
+        cache.add_sequence(0, &[]).unwrap();
+        assert!(cache.reserve(0, n).unwrap());
+        cache.commit(0, &vec![1; n]).unwrap();
+        cache.release_before(0, (n + 1).saturating_sub(10)).unwrap();
+        let p = paged_kv_cache(&arch, &[n as u64], 4, Dtype::F32).unwrap();
+        assert_eq!(p.blocks, cache.blocks_in_use() as u64, "n = {n}");
+        assert_eq!(p.allocated, (cache.blocks_in_use() * 4 * cache.bytes_per_token()) as u64, "n = {n}");
     }
 }
