@@ -1,5 +1,6 @@
 //! The paged-attention kernel against its reference (gather + dense attention), for f32, f16 and
-//! bf16 caches and int8 rows, sliding windows, GQA, scattered and shared blocks, decode and chunked-prefill query tokens; the
+//! bf16 caches and int8 rows, sliding windows, GQA, scattered and shared blocks, decode and
+//! chunked-prefill query tokens; the
 //! paged write; and metadata errors.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
@@ -133,6 +134,9 @@ fn paged_write_stores_rows_at_slots_in_the_cache_dtype() {
     // a row width that is not D + 4 is a shape error
     let wrong = Tensor::zeros(&[8, 2, 3], DType::U8, &dev).unwrap();
     assert!(wrong.paged_write_(&ids(&[0, 1]), &src).is_err());
+    // scalars are shape errors, not panics
+    let scalar = Tensor::from_vec(vec![1f32], &[], &dev).unwrap();
+    assert!(scalar.paged_write_(&ids(&[0]), &scalar).is_err());
 }
 
 #[test]

@@ -82,6 +82,10 @@ pub enum FormatError {
     /// Block bytes or an output buffer whose length does not match the element count.
     #[error("dequantize {ty}: {msg}")]
     BadLength { ty: GgmlType, msg: String },
+    /// GPTQ inputs that cannot be solved (shapes, a non-finite or singular Hessian, a type
+    /// without a GPTQ grid).
+    #[error("GPTQ: {0}")]
+    Gptq(String),
 }
 
 impl FormatError {

@@ -100,6 +100,8 @@ fn gptq_tracks_f32_better_than_round_to_nearest() {
             save_quantized(&gptq, &q, &path).unwrap();
             let back = load_quantized(cfg.clone(), &path, &dev).unwrap();
             assert_eq!(logits(&back, &held_out), logits(&gptq, &held_out));
+            // An already quantized model has nothing left to quantize (and no f32 weight to read).
+            assert!(gptq.clone().quantize_gptq(ty, GgmlType::Q8_0, &calib, 0.01).unwrap().is_empty());
         }
         assert!(base.clone().quantize_gptq(GgmlType::Q4_0, GgmlType::Q8_0, &[], 0.01).is_err());
     }

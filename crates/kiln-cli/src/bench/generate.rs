@@ -105,7 +105,7 @@ pub fn run(args: &GenerateBench, device: &Device) -> Result<()> {
             match baseline_once(script, &path, args)? {
                 Ok((lp, ld)) => base = Some(base.map_or((lp, ld), |(a, b)| (a.max(lp), b.max(ld)))),
                 Err(why) => {
-                    println!("{name:<11} skipped: {why}");
+                    println!("{name:<12} skipped: {why}");
                     break;
                 }
             }
@@ -113,12 +113,12 @@ pub fn run(args: &GenerateBench, device: &Device) -> Result<()> {
     }
     let (pf, dc) = kiln;
     println!(
-        "kiln        prefill {pf:8.1} tok/s   decode {dc:7.1} tok/s   ({:.3} GB of weights per token → {:.1} GB/s)",
+        "kiln         prefill {pf:8.1} tok/s   decode {dc:7.1} tok/s   ({:.3} GB of weights per token → {:.1} GB/s)",
         bytes / 1e9,
         bytes * dc / 1e9
     );
     if let (Some((lp, ld)), Some((name, _, what))) = (base, baseline) {
-        println!("{name:<11} prefill {lp:8.1} tok/s   decode {ld:7.1} tok/s   ({what})");
+        println!("{name:<12} prefill {lp:8.1} tok/s   decode {ld:7.1} tok/s   ({what})");
         println!("kiln / {name}: prefill {:.2}×, decode {:.2}×", pf / lp.max(1e-9), dc / ld.max(1e-9));
     }
     Ok(())

@@ -205,12 +205,15 @@ impl Tensor {
     pub fn paged_write_(&self, slots: &Tensor, src: &Tensor) -> Result<()> {
         check_same_device("paged_write", self, src)?;
         let (cd, sd) = (self.dims(), src.dims());
-        let row_ok = if self.dtype() == DType::U8 {
-            self.rank() == 3 && cd[1] == sd.get(1).copied().unwrap_or(0) && cache_head_dim(self) == sd.last().copied()
-        } else {
-            cd[1..] == sd[1..]
+        // Rows of the same shape, or for int8 (slots, Hkv, D + 4) bytes from (N, Hkv, D) values.
+        let row_ok = || {
+            if self.dtype() == DType::U8 {
+                self.rank() == 3 && cd[1] == sd[1] && cache_head_dim(self) == Some(sd[2])
+            } else {
+                cd[1..] == sd[1..]
+            }
         };
-        if self.rank() < 1 || src.rank() != self.rank() || !row_ok || slots.dims() != [sd[0]] {
+        if self.rank() < 1 || src.rank() != self.rank() || !row_ok() || slots.dims() != [sd[0]] {
             return Err(Error::ShapeMismatch { op: "paged_write", lhs: cd.to_vec(), rhs: sd.to_vec() });
         }
         if !self.is_contiguous() {

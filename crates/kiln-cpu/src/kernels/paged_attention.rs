@@ -3,8 +3,9 @@
 //!
 //! Decoding is memory-bound: every key and value row is read once per (query token, kv head),
 //! converted to f32 on the fly (the cache may be f16/bf16, or int8 rows with a scale each), and
-//! used by all `G = H/Hkv` query heads of its group. Work items are (query token, kv head) pairs, in parallel; each scores its
-//! `L` keys for its `G` heads into per-thread scratch, normalises, and accumulates the values.
+//! used by all `G = H/Hkv` query heads of its group. Work items are (query token, kv head)
+//! pairs, in parallel; each scores its `L` keys (the last `w` with a sliding window) for its `G`
+//! heads into per-thread scratch, normalises, and accumulates the values.
 
 use super::float::exp_f32;
 use super::PAR_MIN;

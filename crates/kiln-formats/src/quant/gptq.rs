@@ -34,7 +34,7 @@ use rayon::prelude::*;
 const ROW_TILE: usize = 8;
 
 fn bad(msg: String) -> FormatError {
-    FormatError::BadLength { ty: GgmlType::F32, msg: format!("GPTQ: {msg}") }
+    FormatError::Gptq(msg)
 }
 
 /// `V` (n × n, upper triangular, row-major) with `H = V·Vᵀ`: the Cholesky factorisation taken
@@ -110,7 +110,7 @@ fn inverse_factor(gram: &[f64], n: usize, damp: f64) -> Result<(Vec<f64>, Vec<bo
 /// multiple of the Hessian gives the same result) and the relative dampening `damp`.
 pub fn gptq_quantize(ty: GgmlType, rows: usize, cols: usize, w: &[f32], gram: &[f64], damp: f64) -> Result<QMatrix> {
     if !matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1) {
-        return Err(FormatError::UnsupportedType(ty));
+        return Err(bad(format!("{ty} has no GPTQ grid (Q8_0, Q4_0, Q4_1)")));
     }
     if w.len() != rows * cols || gram.len() != cols * cols || !cols.is_multiple_of(QK) {
         return Err(bad(format!(

@@ -13,6 +13,7 @@ use super::quantized::{is_embedding, Slot};
 use super::Gpt;
 use kiln_core::{no_grad, Error, Result, Tensor};
 use kiln_formats::quant::gptq_quantize;
+use kiln_formats::quant::QK;
 use kiln_formats::{GgmlType, QMatrix};
 use kiln_nn::InputGram;
 use std::sync::Arc;
@@ -40,23 +41,29 @@ impl Gpt {
         let mut out = self.round_to_nearest(|name| is_embedding(name).then_some(embed_ty))?;
         for b in 0..self.h.len() {
             let prefix = format!("transformer.h.{b}.");
+            // Observe the inputs of the block's full-precision matrices whose rows are whole
+            // blocks (an already quantized one has no f32 weight to solve for).
             let mut grams = Vec::new();
             for (name, slot) in self.weight_slots() {
-                if let (true, Slot::Linear(l)) = (name.starts_with(&prefix), slot) {
-                    let g = Arc::new(InputGram::new(l.weight.dims()[1]));
+                let Slot::Linear(l) = slot else { continue };
+                let d = l.weight.dims();
+                if name.starts_with(&prefix) && l.quant.is_none() && d.len() == 2 && d[1].is_multiple_of(QK) {
+                    let g = Arc::new(InputGram::new(d[1]));
                     l.calibration = Some(g.clone());
                     grams.push((name, g));
                 }
             }
-            no_grad(|| calib.iter().try_for_each(|x| self.hidden(x, None, false, 0).map(drop)))?;
+            let seen = no_grad(|| calib.iter().try_for_each(|x| self.hidden(x, None, false, 0).map(drop)));
             for (name, slot) in self.weight_slots() {
                 let Slot::Linear(l) = slot else { continue };
-                let Some((_, g)) = grams.iter().find(|(n, _)| *n == name) else { continue };
-                l.calibration = None;
-                let (rows, cols) = (l.weight.dims()[0], l.weight.dims()[1]);
-                if !cols.is_multiple_of(ty.block_size()) {
+                // detached even when the calibration pass failed
+                let Some(g) = l.calibration.take().filter(|_| grams.iter().any(|(n, _)| *n == name)) else {
+                    continue;
+                };
+                if seen.is_err() {
                     continue;
                 }
+                let (rows, cols) = (l.weight.dims()[0], l.weight.dims()[1]);
                 let (gram, _) = g.get()?;
                 let w = l.weight.contiguous()?.to_vec::<f32>()?;
                 let q = gptq_quantize(ty, rows, cols, &w, &gram, damp).map_err(|e| bad(format!("{name}: {e}")))?;
@@ -64,6 +71,7 @@ impl Gpt {
                 l.quantize(q.clone())?;
                 out.push((name, q));
             }
+            seen?;
         }
         Ok(out)
     }
