@@ -41,6 +41,10 @@ pub enum Error {
     /// Invalid argument value.
     #[error("{op}: {msg}")]
     Invalid { op: &'static str, msg: String },
+    /// A device or driver failure (a CUDA call that returned an error, a library that could not
+    /// be loaded, a kernel that did not compile).
+    #[error("{op} on {backend}: {msg}")]
+    Backend { backend: &'static str, op: &'static str, msg: String },
 }
 
 /// Result with kiln's core [`Error`].

@@ -216,6 +216,15 @@ impl Tensor {
         self.device().backend().to_host(&**self.storage(), self.layout())
     }
 
+    /// A copy on `device` (through host memory), same shape and dtype; the tensor itself when it
+    /// is already there. The copy is a new leaf: gradients do not flow back across devices.
+    pub fn to_device(&self, device: &Device) -> Result<Tensor> {
+        if self.device().same(device) {
+            return Ok(self.clone());
+        }
+        Tensor::from_host(self.to_host()?, self.dims(), device)
+    }
+
     /// All elements as `Vec<T>`; `T` must match the dtype.
     pub fn to_vec<T: WithDType>(&self) -> Result<Vec<T>> {
         T::from_host(self.to_host()?).ok_or(Error::DTypeMismatch { op: "to_vec", lhs: self.dtype(), rhs: T::DTYPE })
