@@ -33,19 +33,21 @@ def main():
     ap.add_argument("--weight-decay", type=float, default=0.1)
     ap.add_argument("--grad-clip", type=float, default=1.0)
     ap.add_argument("--compile", action="store_true", help="torch.compile the model")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (fp32 either way; TF32 stays off)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(1337)
     with open(args.config) as f:
         cfg = json.load(f)
-    model = torch_gpt.GPT(cfg)
+    dev = torch.device(args.device)
+    model = torch_gpt.GPT(cfg).to(dev)
     model.train()
     opt = torch_gpt.make_optimizer(model, args.lr, args.weight_decay)
     fwd = torch.compile(model) if args.compile else model
     v, t = cfg["vocab_size"], cfg["n_positions"]
-    x = torch.randint(0, v, (args.batch, t))
-    y = torch.randint(0, v, (args.batch, t))
+    x = torch.randint(0, v, (args.batch, t), device=dev)
+    y = torch.randint(0, v, (args.batch, t), device=dev)
     params = [p for p in model.parameters() if p.requires_grad]
 
     def step():

@@ -17,6 +17,45 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// Where train, generate, serve, perplexity and bench train run: `cpu`, or `cuda` / `cuda:N`
+    /// (GPU N) in a kiln built with `--features cuda`. The other commands run on the CPU.
+    #[arg(long, global = true, default_value = "cpu")]
+    device: String,
+}
+
+/// The device named by `--device`.
+fn device(spec: &str) -> anyhow::Result<kiln_core::Device> {
+    match spec {
+        "cpu" => Ok(kiln_cpu::cpu()),
+        s if s == "cuda" || s.starts_with("cuda:") => {
+            let ordinal = match s.strip_prefix("cuda:") {
+                None => 0,
+                Some(n) => {
+                    n.parse::<usize>().with_context(|| format!("--device {s}: expected cuda:N with N a GPU index"))?
+                }
+            };
+            cuda_device(ordinal)
+        }
+        s => anyhow::bail!("--device {s:?}: expected cpu, cuda or cuda:N"),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_device(ordinal: usize) -> anyhow::Result<kiln_core::Device> {
+    let dev = kiln_cuda::cuda(ordinal)?;
+    eprintln!("device: {}", dev.name());
+    Ok(dev)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_device(_ordinal: usize) -> anyhow::Result<kiln_core::Device> {
+    anyhow::bail!("this kiln was built without CUDA support: rebuild with `cargo build --release --features cuda`")
+}
+
+/// Commands without a GPU path refuse `--device cuda` instead of ignoring it.
+fn cpu_only(spec: &str, cmd: &str) -> anyhow::Result<kiln_core::Device> {
+    anyhow::ensure!(spec == "cpu", "`kiln {cmd}` runs on the CPU only (got --device {spec})");
+    Ok(kiln_cpu::cpu())
 }
 
 #[derive(Subcommand)]
@@ -541,6 +580,7 @@ fn quantize(
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let spec = cli.device.as_str();
     match cli.cmd {
         Cmd::Train {
             preset,
@@ -566,11 +606,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             });
             let compress = compress.transpose()?;
             let args = train::TrainArgs { preset, data, out, steps, resume, sample_tokens, compress };
-            train::run(args, &kiln_cpu::cpu())?;
+            train::run(args, &device(spec)?)?;
         }
         Cmd::Generate { run, model, chat, system, prompt, max_new_tokens, sampling, decoding } => {
             let sampler = sampling.sampler()?;
-            let dev = kiln_cpu::cpu();
+            let dev = device(spec)?;
             let loaded = match &model {
                 Some(path) => generate::load_model(path, &dev)?,
                 None => {
@@ -610,12 +650,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             generate::run(&loaded, &text, max_new_tokens, sampler, &mode, !chat, &dev)?;
         }
         Cmd::Embed { model, file, batch, texts } => {
-            embed::run(&embed::EmbedArgs { model, file, batch, texts }, &kiln_cpu::cpu())?;
+            embed::run(&embed::EmbedArgs { model, file, batch, texts }, &cpu_only(spec, "embed")?)?;
         }
         Cmd::Analyze(args) => analyze::run(&args)?,
         Cmd::Inspect { model, prompt, out, positions, probe, probe_text, probe_tokens } => {
             let args = inspect::InspectArgs { model, prompt, out, positions, probe, probe_text, probe_tokens };
-            inspect::run(&args, &kiln_cpu::cpu())?;
+            inspect::run(&args, &cpu_only(spec, "inspect")?)?;
         }
         Cmd::Serve {
             model,
@@ -631,7 +671,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             timeout,
             max_tokens_limit,
         } => {
-            let dev = kiln_cpu::cpu();
+            let dev = device(spec)?;
             let (loaded, path) = match &model {
                 Some(p) => (generate::load_model(p, &dev)?, p.clone()),
                 None => {
@@ -666,10 +706,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Bench { what: BenchCmd::Embed { model, batch, sentences, repeats, no_st } } => {
             let threads = kiln_cpu::num_threads();
             let args = bench::embed::EmbedBench { model, batch, sentences, repeats, threads, no_st };
-            bench::embed::run(&args, &kiln_cpu::cpu())?;
+            bench::embed::run(&args, &cpu_only(spec, "bench embed")?)?;
         }
         Cmd::Perplexity { model, file, val, ctx, chunks } => {
-            let dev = kiln_cpu::cpu();
+            let dev = device(spec)?;
             let m = generate::load_model(&model, &dev)?;
             let (mut ids, what) = match (&file, &val) {
                 (Some(file), _) => {
@@ -697,9 +737,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Quantize { run, ty, embed_type, out, gptq, calib_seqs, damp } => {
             let gptq = gptq.then_some(Gptq { seqs: calib_seqs, damp });
+            cpu_only(spec, "quantize")?;
             quantize(&run, &ty, &embed_type, &out, gptq)?
         }
-        Cmd::Convert { from, to, to_format } => convert::run(&from, &to, to_format, &kiln_cpu::cpu())?,
+        Cmd::Convert { from, to, to_format } => convert::run(&from, &to, to_format, &cpu_only(spec, "convert")?)?,
         Cmd::Info => {
             let dev = kiln_cpu::cpu();
             println!("kiln {} — device {}, {} threads", env!("CARGO_PKG_VERSION"), dev.name(), kiln_cpu::num_threads());
@@ -707,7 +748,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Bench { what: BenchCmd::Generate { model, prompt, decode, no_llama, repeats } } => {
             let threads = kiln_cpu::num_threads();
             let args = bench::generate::GenerateBench { model, prompt, decode, threads, no_llama, repeats };
-            bench::generate::run(&args, &kiln_cpu::cpu())?;
+            bench::generate::run(&args, &cpu_only(spec, "bench generate")?)?;
         }
         Cmd::Bench { what: BenchCmd::Serve { model, clients, requests, prompt, max_tokens, kv_dtype, block_size } } => {
             let args = bench::serve::ServeBench {
@@ -719,7 +760,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 kv_dtype: kv_dtype.into(),
                 block_size,
             };
-            bench::serve::run(&args, &kiln_cpu::cpu())?;
+            bench::serve::run(&args, &cpu_only(spec, "bench serve")?)?;
         }
         Cmd::Bench { what: BenchCmd::Gemm { rows, width, threads, seconds, iters } } => {
             anyhow::ensure!(!rows.is_empty() && rows.iter().all(|&r| r > 0), "--rows must be positive");
@@ -738,7 +779,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let threads = threads.unwrap_or_else(kiln_cpu::num_threads);
             anyhow::ensure!(threads > 0, "--threads must be positive");
             anyhow::ensure!(batch != Some(0), "--batch must be positive");
-            bench::train::run(&bench::train::TrainBench { preset, batch, steps, warmup, threads, no_torch })?;
+            bench::train::run(
+                &bench::train::TrainBench { preset, batch, steps, warmup, threads, no_torch },
+                &device(spec)?,
+            )?;
         }
     }
     Ok(())

@@ -165,10 +165,19 @@ fn prepare(args: &TrainArgs) -> Result<(GptConfig, TrainConfig, Tokenizer)> {
 /// The FLOP/s that MFU is measured against: `KILN_PEAK_GFLOPS` when set, else this machine's
 /// fp32 GEMM ceiling measured now (the `gemm` crate on a large MLP shape, ~1 s; see
 /// `kiln bench gemm`).
-fn peak_gflops() -> Result<f64> {
+/// On a GPU there is nothing to measure it with here: the dense fp32 peak of the H100 SXM
+/// (67 TFLOP/s; set `KILN_PEAK_GFLOPS` for another card or for TF32/bf16 tensor-core peaks).
+fn peak_gflops(device: &Device) -> Result<f64> {
     if let Ok(v) = std::env::var("KILN_PEAK_GFLOPS") {
         let p = v.trim().parse::<f64>().ok().filter(|p| *p > 0.0);
         return p.with_context(|| format!("KILN_PEAK_GFLOPS={v:?} is not a positive number of GFLOP/s"));
+    }
+    if device.name() != "cpu" {
+        eprintln!(
+            "MFU on {} is measured against 67,000 GFLOP/s (H100 SXM fp32); set KILN_PEAK_GFLOPS to change it",
+            device.name()
+        );
+        return Ok(67_000.0);
     }
     let p = crate::bench::gemm::ceiling_gflops(kiln_cpu::num_threads(), crate::bench::Budget::Seconds(0.25))?;
     eprintln!(
@@ -218,7 +227,7 @@ mod interrupt {
 
 /// Runs `kiln train`.
 pub fn run(args: TrainArgs, device: &Device) -> Result<()> {
-    let peak = peak_gflops()?; // first: a bad KILN_PEAK_GFLOPS must not leave a half-made run
+    let peak = peak_gflops(device)?; // first: a bad KILN_PEAK_GFLOPS must not leave a half-made run
     let (mcfg, tcfg, tok) = prepare(&args)?;
     let out = &args.out;
     let tokens = TokenFile::open(&out.join("tokens.bin"))?;

@@ -20,7 +20,7 @@
 //! term) moves errors to 1e-2 and beyond, orders of magnitude above this bound.
 
 use kiln_core::ops::CrossEntropyOpts;
-use kiln_core::{no_grad, safetensors, Module, Tensor};
+use kiln_core::{no_grad, safetensors, Device, Module, Tensor};
 use kiln_models::gpt::{Gpt, GptConfig};
 use kiln_train::{clip_grad_norm, AdamW, AdamWConfig};
 use std::collections::HashMap;
@@ -38,9 +38,14 @@ struct Fixture {
 }
 
 impl Fixture {
-    fn load(name: &str) -> Fixture {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(format!("{name}.safetensors"));
-        let (tensors, meta) = safetensors::load(&path, &kiln_cpu::cpu())
+    fn load(name: &str, dev: &Device) -> Fixture {
+        // KILN_TRAIN_FIXTURES: where a prebuilt test binary finds them on another machine
+        // (bench/cuda_check.sh runs this test on a GPU machine that has no cargo).
+        let dir = std::env::var_os("KILN_TRAIN_FIXTURES")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"));
+        let path = dir.join(format!("{name}.safetensors"));
+        let (tensors, meta) = safetensors::load(&path, dev)
             .unwrap_or_else(|e| panic!("{}: {e} (regenerate with python3 tools/make_fixtures.py)", path.display()));
         Fixture { tensors: tensors.into_iter().collect(), meta }
     }
@@ -73,11 +78,10 @@ fn check(what: &str, err: f64) {
     assert!(err <= TOL, "{what}: relative error {err:.3e} exceeds {TOL:.0e}");
 }
 
-fn parity(name: &str) {
-    let dev = kiln_cpu::cpu();
-    let fx = Fixture::load(name);
+fn parity(name: &str, dev: &Device) {
+    let fx = Fixture::load(name, dev);
     let cfg: GptConfig = serde_json::from_str(&fx.meta["config"]).expect("config metadata");
-    let model = Gpt::new(cfg.clone(), 0, &dev).unwrap();
+    let model = Gpt::new(cfg.clone(), 0, dev).unwrap();
     let params = model.named_parameters();
 
     // Names: kiln's parameters are exactly PyTorch's, in the same order, and every other tensor
@@ -153,15 +157,38 @@ fn parity(name: &str) {
     }
     assert!(want_losses[want_losses.len() - 1] < 0.5 * want_losses[0], "{name}: the reference run should learn");
     report.push(format!("{} step losses {worst_loss:.2e}, grad norms {worst_norm:.2e}", want_losses.len()));
-    eprintln!("{name} vs PyTorch, max relative errors: {}", report.join(", "));
+    eprintln!("{name} on {} vs PyTorch, max relative errors: {}", dev.name(), report.join(", "));
 }
 
 #[test]
 fn gpt2_matches_pytorch() {
-    parity("gpt2");
+    parity("gpt2", &kiln_cpu::cpu());
 }
 
 #[test]
 fn llama_matches_pytorch() {
-    parity("llama");
+    parity("llama", &kiln_cpu::cpu());
+}
+
+/// The same fixtures on the CUDA backend (issue 7's "GPT parity fixtures on GPU").
+fn cuda() -> Option<Device> {
+    if !kiln_cuda::is_available() {
+        println!("SKIP: no CUDA driver/GPU found");
+        return None;
+    }
+    Some(kiln_cuda::cuda(0).unwrap_or_else(|e| panic!("a GPU is present but the backend failed: {e}")))
+}
+
+#[test]
+fn gpt2_matches_pytorch_on_cuda() {
+    if let Some(dev) = cuda() {
+        parity("gpt2", &dev);
+    }
+}
+
+#[test]
+fn llama_matches_pytorch_on_cuda() {
+    if let Some(dev) = cuda() {
+        parity("llama", &dev);
+    }
 }

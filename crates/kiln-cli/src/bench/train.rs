@@ -90,22 +90,22 @@ fn kiln_step_secs(
     tcfg: &TrainConfig,
     tokens: TokenFile,
     args: &TrainBench,
+    device: &Device,
 ) -> Result<(f64, Gpt, u128)> {
-    let device: Device = kiln_cpu::cpu();
     let mut batcher = Batcher::new(tokens, tcfg.val_fraction, tcfg.batch_size, mcfg.n_positions, tcfg.seed)?;
-    let model = Gpt::new(mcfg.clone(), tcfg.seed, &device)?;
+    let model = Gpt::new(mcfg.clone(), tcfg.seed, device)?;
     let mut trainer = Trainer::new(model, tcfg.clone())?;
     for _ in 0..args.warmup {
-        trainer.step(&mut batcher, &device)?;
+        trainer.step(&mut batcher, device)?;
     }
     let mut secs = Vec::with_capacity(args.steps);
     for _ in 0..args.steps {
         let t = Instant::now();
-        let m = trainer.step(&mut batcher, &device)?;
+        let m = trainer.step(&mut batcher, device)?;
         secs.push(t.elapsed().as_secs_f64());
         anyhow::ensure!(m.loss.is_finite(), "training diverged (loss {})", m.loss);
     }
-    let (r, counted) = kiln_core::count_flops(|| trainer.step(&mut batcher, &device));
+    let (r, counted) = kiln_core::count_flops(|| trainer.step(&mut batcher, device));
     r?;
     Ok((median(&mut secs), trainer.model, counted))
 }
@@ -116,7 +116,7 @@ fn torch_available() -> bool {
 }
 
 /// PyTorch eager's median seconds per step on the same model and batch, or the reason it failed.
-fn torch_step_secs(mcfg: &GptConfig, tcfg: &TrainConfig, args: &TrainBench) -> Result<(f64, String)> {
+fn torch_step_secs(mcfg: &GptConfig, tcfg: &TrainConfig, args: &TrainBench, device: &str) -> Result<(f64, String)> {
     let dir = TempDir::new("torch")?;
     std::fs::write(dir.0.join("torch_gpt.py"), TORCH_GPT)?;
     let script = dir.0.join("bench_train_torch.py");
@@ -128,6 +128,7 @@ fn torch_step_secs(mcfg: &GptConfig, tcfg: &TrainConfig, args: &TrainBench) -> R
         .arg(&script)
         .args(["--config", &cfg.to_string_lossy()])
         .args(["--batch", &tcfg.batch_size.to_string()])
+        .args(["--device", device])
         .args(["--steps", &args.steps.to_string(), "--warmup", &args.warmup.to_string(), "--threads", &t])
         .args(["--lr", &tcfg.max_lr.to_string(), "--weight-decay", &tcfg.weight_decay.to_string()])
         .args(["--grad-clip", &tcfg.grad_clip.to_string()])
@@ -147,14 +148,15 @@ fn torch_step_secs(mcfg: &GptConfig, tcfg: &TrainConfig, args: &TrainBench) -> R
 }
 
 /// Runs the benchmark and prints the report.
-pub fn run(args: &TrainBench) -> Result<()> {
+pub fn run(args: &TrainBench, device: &Device) -> Result<()> {
+    let gpu = device.name() != "cpu";
     anyhow::ensure!(args.steps > 0, "--steps must be positive");
     let dir = TempDir::new("train")?;
     let (mcfg, tcfg, tokens) = setup(args, &dir.0)?;
     let tok_per_step = (tcfg.batch_size * mcfg.n_positions) as f64;
     println!(
         "kiln bench train — preset {}: {} layers, {} heads, width {}, context {}, vocab {}; batch {}; AdamW, clip {}; \
-         fp32, {} threads; median of {} steps after {} warm-up",
+         fp32 on {} ({} CPU threads); median of {} steps after {} warm-up",
         args.preset,
         mcfg.n_layer,
         mcfg.n_head,
@@ -163,13 +165,21 @@ pub fn run(args: &TrainBench) -> Result<()> {
         mcfg.vocab_size,
         tcfg.batch_size,
         tcfg.grad_clip,
+        device.name(),
         args.threads,
         args.steps,
         args.warmup
     );
-    let ceiling = gemm::ceiling_gflops(args.threads, Budget::Seconds(1.0))?;
-    println!("GEMM ceiling (gemm crate, (2048×768)·(768×3072) and 2048³, measured now): {ceiling:.0} GFLOP/s");
-    let (kiln_secs, model, counted) = kiln_step_secs(&mcfg, &tcfg, tokens, args)?;
+    let ceiling = if gpu {
+        let p = std::env::var("KILN_PEAK_GFLOPS").ok().and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(67_000.0);
+        println!("peak: {p:.0} GFLOP/s (H100 SXM dense fp32 unless KILN_PEAK_GFLOPS says otherwise)");
+        p
+    } else {
+        let c = gemm::ceiling_gflops(args.threads, Budget::Seconds(1.0))?;
+        println!("GEMM ceiling (gemm crate, (2048×768)·(768×3072) and 2048³, measured now): {c:.0} GFLOP/s");
+        c
+    };
+    let (kiln_secs, model, counted) = kiln_step_secs(&mcfg, &tcfg, tokens, args, device)?;
     let fpt = flops_per_token(&model);
     println!(
         "model: {:.2} M parameters; 6·N + 6·L·T·C = {:.1} MFLOP per token",
@@ -190,7 +200,7 @@ pub fn run(args: &TrainBench) -> Result<()> {
         let tps = tok_per_step / secs;
         let gf = tps * fpt / 1e9;
         println!(
-            "{who:<14} {:>7.1} ms/step {:>9.0} tok/s {:>7.1} GFLOP/s   MFU {:>4.1}% of measured ceiling, {:>4.1}% of 475",
+            "{who:<14} {:>7.1} ms/step {:>9.0} tok/s {:>7.1} GFLOP/s   MFU {:>4.1}% of the ceiling above, {:>4.1}% of 475",
             1e3 * secs,
             tps,
             gf,
@@ -207,7 +217,7 @@ pub fn run(args: &TrainBench) -> Result<()> {
         println!("PyTorch: not importable (pip install torch to add the baseline)");
         return Ok(());
     }
-    match torch_step_secs(&mcfg, &tcfg, args) {
+    match torch_step_secs(&mcfg, &tcfg, args, if gpu { "cuda" } else { "cpu" }) {
         Ok((torch_secs, version)) => {
             report(&format!("PyTorch {version}"), torch_secs);
             println!();
