@@ -75,6 +75,7 @@ impl CudaBackend {
         // SAFETY: called before any allocation on this context.
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.default_stream();
+        keep_pool_memory(&ctx)?;
         let (major, minor) = ctx.compute_capability().map_err(|e| backend_err("init", e))?;
         let arch: &'static str = Box::leak(format!("compute_{major}{minor}").into_boxed_str());
         let ptx = kernels::compile_ptx(arch)?;
@@ -93,6 +94,12 @@ impl CudaBackend {
     /// The GPU's name, as the driver reports it.
     pub fn device_name(&self) -> String {
         self.ctx.name().unwrap_or_else(|_| "unknown GPU".into())
+    }
+
+    /// Makes this backend's context current on the calling thread (cudarc does so for its own
+    /// calls; raw cuBLAS and driver calls need it too — the server calls from several threads).
+    pub(crate) fn bind(&self, op: &'static str) -> Result<()> {
+        self.ctx.bind_to_thread().map_err(|e| self.err(op, e))
     }
 
     pub(crate) fn err(&self, op: &'static str, e: DriverError) -> Error {
@@ -127,6 +134,33 @@ impl CudaBackend {
     pub(crate) fn slice_ptr<T>(&self, s: &CudaSlice<T>) -> u64 {
         let (p, _sync) = s.device_ptr(&self.stream);
         p
+    }
+}
+
+/// The caching allocator: buffers come from the device's stream-ordered memory pool
+/// (`cuMemAllocAsync`, which cudarc uses when the device supports it); raising the pool's
+/// release threshold to the maximum keeps freed memory in the pool for reuse instead of
+/// returning it to the driver at every synchronisation — PyTorch's caching allocator, done by
+/// the driver.
+fn keep_pool_memory(ctx: &Arc<CudaContext>) -> Result<()> {
+    if !ctx.has_async_alloc() {
+        return Ok(());
+    }
+    let mut pool = std::mem::MaybeUninit::<sys::CUmemoryPool>::uninit();
+    let mut threshold = u64::MAX;
+    // SAFETY: plain driver calls on this context's device; `pool` is written by the first
+    // before the second reads it, and `threshold` outlives the call.
+    unsafe {
+        sys::cuDeviceGetDefaultMemPool(pool.as_mut_ptr(), ctx.cu_device())
+            .result()
+            .map_err(|e| backend_err("memory pool", e))?;
+        sys::cuMemPoolSetAttribute(
+            pool.assume_init(),
+            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+            (&mut threshold as *mut u64).cast(),
+        )
+        .result()
+        .map_err(|e| backend_err("memory pool", e))
     }
 }
 

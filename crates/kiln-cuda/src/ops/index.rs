@@ -41,6 +41,7 @@ impl CudaBackend {
         };
         let mut bad = [0i64];
         let base = ids.ptr(self) + pos * 8;
+        self.bind(op)?;
         // SAFETY: `pos` < n, so the 8 bytes at `base` are inside the ids buffer.
         unsafe { cudarc::driver::result::memcpy_dtoh_async(&mut bad, base, self.stream.cu_stream()) }
             .map_err(|e| self.err(op, e))?;

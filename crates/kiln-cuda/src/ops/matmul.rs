@@ -124,6 +124,7 @@ impl CudaBackend {
         let (alpha, beta) = (1.0f32, if accumulate { 1.0f32 } else { 0.0f32 });
         let op_of = |t: bool| if t { cublasOperation_t::CUBLAS_OP_T } else { cublasOperation_t::CUBLAS_OP_N };
         let (pa, pb, pc) = (self.ptr(a, la2.offset()), self.ptr(b, lb2.offset()), self.ptr(c, 0));
+        self.bind(OP)?;
         // Cᵀ (N×M) = op(B-buffer) (N×K) · op(A-buffer) (K×M)
         // SAFETY: pointers are live buffers of this backend; the leading dimensions and batch
         // strides come from the views' own strides, so every access stays inside them.

@@ -20,6 +20,7 @@ fn download<T: Copy + Default>(be: &CudaBackend, s: &CudaStorage, len: usize) ->
         let dst = unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<u8>(), std::mem::size_of_val(&v[..])) };
         let n = dst.len();
         be.stream.memcpy_dtoh(&s.buf.slice(..n), dst).map_err(|e| be.err("to_host", e))?;
+        be.stream.synchronize().map_err(|e| be.err("to_host", e))?;
     }
     Ok(v)
 }
