@@ -30,9 +30,10 @@ build)
   cp target/release/kiln "$OUT/kiln"
   cp "$(test_bin kiln-cuda nvrtc)" "$OUT/nvrtc"
   cp "$(test_bin kiln-cuda parity)" "$OUT/parity"
+  cp "$(test_bin kiln-cuda nccl)" "$OUT/nccl"
   cp "$(test_bin kiln-train torch_parity)" "$OUT/torch_parity"
   cp crates/kiln-train/tests/fixtures/*.safetensors "$OUT/fixtures/"
-  strip "$OUT"/kiln "$OUT"/nvrtc "$OUT"/parity "$OUT"/torch_parity
+  strip "$OUT"/kiln "$OUT"/nvrtc "$OUT"/parity "$OUT"/nccl "$OUT"/torch_parity
   du -sh "$OUT"
   ;;
 run)
@@ -45,6 +46,7 @@ for s in site.getsitepackages(): print(" ".join(glob.glob(os.path.join(s, "nvidi
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
   "$OUT/nvrtc" --nocapture
   "$OUT/parity" --nocapture --test-threads 1
+  "$OUT/nccl" --nocapture
   KILN_TRAIN_FIXTURES="$OUT/fixtures" "$OUT/torch_parity" --nocapture --test-threads 1 cuda
   "$OUT/kiln" --device cuda bench train --preset char-small --steps 20 --warmup 3
   "$OUT/kiln" --device cuda train --preset char-tiny --steps 300 --out /tmp/kiln-cuda-run

@@ -225,6 +225,45 @@ mod interrupt {
     }
 }
 
+/// Joins a data-parallel run when `KILN_WORLD_SIZE` > 1 (CUDA devices, NCCL; see
+/// `kiln_cuda::nccl` for the launch): returns this process's rank (0 when alone).
+#[cfg(feature = "cuda")]
+fn data_parallel(trainer: &mut Trainer, device: &Device) -> Result<usize> {
+    struct Nccl(kiln_cuda::NcclComm);
+    impl kiln_train::GradSync for Nccl {
+        fn rank(&self) -> usize {
+            self.0.rank()
+        }
+        fn world_size(&self) -> usize {
+            self.0.world_size()
+        }
+        fn all_reduce_mean(&self, grads: &[kiln_core::Tensor]) -> kiln_core::Result<()> {
+            self.0.all_reduce_mean_(grads)
+        }
+    }
+    if device.name() == "cpu" {
+        anyhow::ensure!(
+            std::env::var("KILN_WORLD_SIZE").map_or(true, |w| w.trim() == "1"),
+            "KILN_WORLD_SIZE > 1 needs --device cuda (data parallelism runs over NCCL)"
+        );
+        return Ok(0);
+    }
+    let Some(comm) = kiln_cuda::NcclComm::from_env(device)? else { return Ok(0) };
+    let rank = comm.rank();
+    eprintln!("data parallel: rank {rank} of {} (NCCL)", comm.world_size());
+    trainer.set_grad_sync(Box::new(Nccl(comm)));
+    Ok(rank)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn data_parallel(_trainer: &mut Trainer, _device: &Device) -> Result<usize> {
+    anyhow::ensure!(
+        std::env::var("KILN_WORLD_SIZE").map_or(true, |w| w.trim() == "1"),
+        "KILN_WORLD_SIZE > 1 needs a kiln built with --features cuda (data parallelism runs over NCCL)"
+    );
+    Ok(0)
+}
+
 /// Runs `kiln train`.
 pub fn run(args: TrainArgs, device: &Device) -> Result<()> {
     let peak = peak_gflops(device)?; // first: a bad KILN_PEAK_GFLOPS must not leave a half-made run
@@ -239,6 +278,7 @@ pub fn run(args: TrainArgs, device: &Device) -> Result<()> {
         trainer.load(out, device)?;
         eprintln!("resumed at step {}", trainer.state.step);
     }
+    let rank = data_parallel(&mut trainer, device)?;
     eprintln!(
         "model: {} layers, {} heads, width {}, context {}, {:.2} M parameters; {} steps of {}×{} tokens",
         mcfg.n_layer,
@@ -310,7 +350,7 @@ pub fn run(args: TrainArgs, device: &Device) -> Result<()> {
         out.join("checkpoint").display(),
         out.join("loss.png").display()
     );
-    if args.sample_tokens > 0 {
+    if args.sample_tokens > 0 && rank == 0 {
         let prompt = tok.encode("\n").or_else(|_| tok.encode(" "))?;
         let sampler = Sampler { temperature: 0.8, top_p: 0.95, seed: 1, ..Default::default() };
         eprintln!("--- sample ---");

@@ -23,6 +23,9 @@ impl Backend for CpuBackend {
     fn name(&self) -> &'static str {
         "cpu"
     }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
 }
 
 /// Number of worker threads kiln uses on the CPU: `KILN_NUM_THREADS` if set to a positive

@@ -34,6 +34,9 @@ impl Backend for CudaBackend {
     fn name(&self) -> &'static str {
         self.name
     }
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
     fn synchronize(&self) -> Result<()> {
         self.stream.synchronize().map_err(|e| self.err("synchronize", e))
     }

@@ -11,6 +11,7 @@
 //!   embedding gather/scatter-add, AdamW, FlashAttention-2-style attention forward and backward
 //!   (causal, additive mask, GQA, dropout), paged attention over f32/f16/bf16/int8 caches.
 //! - Random fills use kiln-cpu's counter-based generator: the same seed initialises the same model.
+//! - Data parallelism: [`NcclComm`] averages gradients across processes with NCCL.
 //!
 //! ```no_run
 //! let dev = kiln_cuda::cuda(0)?; // fails with a clear error when no GPU/driver is present
@@ -20,8 +21,10 @@
 
 mod backend;
 pub mod kernels;
+pub mod nccl;
 mod ops;
 mod storage;
 
 pub use backend::{cuda, is_available, CudaBackend};
+pub use nccl::NcclComm;
 pub use storage::CudaStorage;

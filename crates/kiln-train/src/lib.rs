@@ -17,4 +17,5 @@ pub use adamw::{AdamW, AdamWConfig};
 pub use clip::clip_grad_norm;
 pub use prune::Pruning;
 pub use qat::FakeQuant;
+pub use run::GradSync;
 pub use schedule::{ConstantSchedule, LrSchedule, NoamSchedule, WarmupCosine};

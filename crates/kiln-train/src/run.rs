@@ -163,6 +163,21 @@ pub struct Trainer {
     pub state: TrainState,
     /// The matrices pruning and QAT act on (the blocks' 2-d weights).
     compressed: Vec<Tensor>,
+    /// Data parallelism: how gradients are combined across replicas (none: one replica).
+    sync: Option<Box<dyn GradSync>>,
+}
+
+/// Data parallelism (seed 003 "data parallelism"): each replica trains on its own shard of the
+/// batches and, after backward and before clipping, replaces its gradients by the mean over all
+/// replicas, so every replica takes the same step. `kiln --device cuda train` plugs in
+/// kiln-cuda's NCCL communicator when `KILN_WORLD_SIZE` > 1.
+pub trait GradSync: Send {
+    /// This replica's index.
+    fn rank(&self) -> usize;
+    /// Number of replicas.
+    fn world_size(&self) -> usize;
+    /// Replaces each gradient by its mean over all replicas, in place.
+    fn all_reduce_mean(&self, grads: &[Tensor]) -> Result<()>;
 }
 
 impl Trainer {
@@ -177,7 +192,14 @@ impl Trainer {
             .filter(|(n, p)| n.starts_with("transformer.h.") && p.rank() == 2)
             .map(|(_, p)| p)
             .collect();
-        Ok(Trainer { model, opt, cfg, state: TrainState::default(), compressed })
+        Ok(Trainer { model, opt, cfg, state: TrainState::default(), compressed, sync: None })
+    }
+
+    /// Makes this trainer one replica of a data-parallel run: micro-batch `i` of replica `r`
+    /// becomes batch `i·world + r` of the data (disjoint shards), and gradients are averaged
+    /// through `sync` before clipping. With one replica nothing changes.
+    pub fn set_grad_sync(&mut self, sync: Box<dyn GradSync>) {
+        self.sync = Some(sync);
     }
 
     /// The step index where a fraction of the run starts.
@@ -229,10 +251,11 @@ impl Trainer {
         let start = std::time::Instant::now();
         let step = self.state.step;
         let accum = self.cfg.grad_accum.max(1);
+        let (rank, world) = self.sync.as_ref().map_or((0, 1), |s| (s.rank() as u64, s.world_size() as u64));
         let (loss_sum, tokens) = self.with_qat(step, |t| {
             let (mut loss_sum, mut tokens) = (0.0, 0);
             for micro in 0..accum {
-                let index = step * accum as u64 + micro as u64;
+                let index = (step * accum as u64 + micro as u64) * world + rank;
                 let (x, y) = batcher
                     .batch(Split::Train, index, device)
                     .map_err(|e| Error::Invalid { op: "train", msg: e.to_string() })?;
@@ -242,7 +265,11 @@ impl Trainer {
                 loss_sum += loss.to_scalar()?;
                 loss.scale(1.0 / accum as f64)?.backward()?;
             }
-            Ok((loss_sum, tokens))
+            if let Some(sync) = &t.sync {
+                let grads: Vec<Tensor> = t.opt.params().iter().filter_map(|p| p.grad()).collect();
+                sync.all_reduce_mean(&grads)?;
+            }
+            Ok((loss_sum, tokens * world as usize))
         })?;
         let grad_norm = clip_grad_norm(
             &self.opt.params(),

@@ -70,6 +70,9 @@ pub trait Backend:
 {
     /// Short name (`cpu`, `cuda:0`).
     fn name(&self) -> &'static str;
+    /// For downcasting to the concrete backend (a backend's own extensions, e.g. NCCL
+    /// collectives on the CUDA backend's stream).
+    fn as_any(&self) -> &dyn Any;
     /// Waits for queued work to finish (no-op on CPU).
     fn synchronize(&self) -> crate::Result<()> {
         Ok(())
