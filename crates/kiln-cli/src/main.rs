@@ -97,6 +97,10 @@ enum Cmd {
         /// Fraction of the run where quantization-aware training starts.
         #[arg(long, default_value_t = 0.0)]
         qat_start: f64,
+        /// Matrix products in f32 (default), bf16, or f16 with dynamic loss scaling (mixed
+        /// precision: f32 master weights; fixed when a run starts).
+        #[arg(long)]
+        precision: Option<String>,
     },
     /// Stream a continuation of a prompt from a trained run.
     Generate {
@@ -594,6 +598,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             prune_end,
             qat,
             qat_start,
+            precision,
         } => {
             let compress = (prune.is_some() || qat.is_some()).then(|| -> anyhow::Result<_> {
                 Ok(kiln_train::run::Compression {
@@ -605,7 +610,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 })
             });
             let compress = compress.transpose()?;
-            let args = train::TrainArgs { preset, data, out, steps, resume, sample_tokens, compress };
+            let precision = precision.as_deref().map(kiln_train::Precision::parse).transpose()?;
+            let args = train::TrainArgs { preset, data, out, steps, resume, sample_tokens, compress, precision };
             train::run(args, &device(spec)?)?;
         }
         Cmd::Generate { run, model, chat, system, prompt, max_new_tokens, sampling, decoding } => {

@@ -37,6 +37,7 @@ fn loop_cfg(steps: u64, batch_size: usize, max_lr: f64) -> TrainConfig {
         val_fraction: 0.05,
         seed: 1337,
         compress: Compression::default(),
+        precision: kiln_train::Precision::F32,
     }
 }
 
@@ -95,6 +96,8 @@ pub struct TrainArgs {
     pub sample_tokens: usize,
     /// Pruning / quantization-aware training for a new run (`None`: no such flag given).
     pub compress: Option<Compression>,
+    /// Mixed precision for a new run (`None`: the preset's f32).
+    pub precision: Option<kiln_train::Precision>,
 }
 
 fn write_json(path: &Path, v: &impl serde::Serialize) -> Result<()> {
@@ -112,9 +115,9 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 fn prepare(args: &TrainArgs) -> Result<(GptConfig, TrainConfig, Tokenizer)> {
     let out = &args.out;
     if args.resume {
-        if args.compress.is_some() {
+        if args.compress.is_some() || args.precision.is_some() {
             bail!(
-                "--prune/--qat are fixed when a run starts (they are in its train.json); --resume continues with them"
+                "--prune/--qat/--precision are fixed when a run starts (they are in its train.json); --resume continues with them"
             );
         }
         let mcfg: GptConfig = read_json(&out.join("config.json"))?;
@@ -147,6 +150,9 @@ fn prepare(args: &TrainArgs) -> Result<(GptConfig, TrainConfig, Tokenizer)> {
     if let Some(c) = &args.compress {
         c.validate()?;
         tcfg.compress = c.clone();
+    }
+    if let Some(p) = args.precision {
+        tcfg.precision = p;
     }
     if let Some(s) = args.steps {
         tcfg.steps = s;

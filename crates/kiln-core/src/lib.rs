@@ -7,6 +7,7 @@
 //! Shape letters used in docs: B batch, T time (queries), S keys, C channels, H heads,
 //! Hkv kv heads, D head dim, V vocab, L layers, N rows.
 
+pub mod autocast;
 pub mod autograd;
 pub mod backend;
 mod dtype;
@@ -20,6 +21,7 @@ pub mod safetensors;
 pub mod shape;
 mod tensor;
 
+pub use autocast::{autocast, autocast_dtype};
 pub use autograd::{no_grad, set_anomaly_mode, NoGradGuard};
 pub use backend::Device;
 pub use dtype::{DType, HostData, WithDType};

@@ -7,6 +7,7 @@
 
 mod adamw;
 mod clip;
+mod loss_scale;
 pub mod probe;
 mod prune;
 mod qat;
@@ -15,7 +16,8 @@ pub mod schedule;
 
 pub use adamw::{AdamW, AdamWConfig};
 pub use clip::clip_grad_norm;
+pub use loss_scale::DynamicLossScaler;
 pub use prune::Pruning;
 pub use qat::FakeQuant;
-pub use run::GradSync;
+pub use run::{GradSync, Precision};
 pub use schedule::{ConstantSchedule, LrSchedule, NoamSchedule, WarmupCosine};

@@ -7,7 +7,7 @@
 //! swapped in by renames, so a crash mid-save leaves the previous checkpoint intact. Batches are
 //! indexed by step and dropout is seeded by step, so resuming continues bit-exactly.
 
-use crate::{clip_grad_norm, AdamW, AdamWConfig, FakeQuant, LrSchedule, Pruning, WarmupCosine};
+use crate::{clip_grad_norm, AdamW, AdamWConfig, DynamicLossScaler, FakeQuant, LrSchedule, Pruning, WarmupCosine};
 use kiln_core::ops::CrossEntropyOpts;
 use kiln_core::{no_grad, safetensors, Device, Error, Module, Result, Tensor};
 use kiln_data::{Batcher, Split};
@@ -46,6 +46,45 @@ pub struct TrainConfig {
     /// Pruning and quantization-aware training of the blocks' weight matrices (none by default).
     #[serde(default)]
     pub compress: Compression,
+    /// Arithmetic of the matrix products (f32 by default; see [`Precision`]).
+    #[serde(default)]
+    pub precision: Precision,
+}
+
+/// Mixed-precision training (book: "mixed precision"): the matrix products of forward and
+/// backward run in bf16 or f16 under [`kiln_core::autocast()`], with f32 master weights,
+/// optimizer state and everything else; f16 adds [`DynamicLossScaler`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Everything in f32.
+    #[default]
+    F32,
+    /// bf16 products (f32's exponent range: no loss scaling).
+    Bf16,
+    /// f16 products with dynamic loss scaling.
+    F16,
+}
+
+impl Precision {
+    /// Parses `f32`, `bf16` or `f16`.
+    pub fn parse(s: &str) -> Result<Precision> {
+        match s {
+            "f32" | "fp32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            "f16" | "fp16" => Ok(Precision::F16),
+            _ => Err(Error::Invalid { op: "precision", msg: format!("{s:?}: expected f32, bf16 or f16") }),
+        }
+    }
+
+    /// The autocast type (`None` for f32).
+    pub fn autocast(self) -> Option<kiln_core::DType> {
+        match self {
+            Precision::F32 => None,
+            Precision::Bf16 => Some(kiln_core::DType::BF16),
+            Precision::F16 => Some(kiln_core::DType::F16),
+        }
+    }
 }
 
 /// Model compression during training, applied to the blocks' weight matrices (attention and MLP
@@ -106,6 +145,12 @@ pub struct TrainState {
     pub step: u64,
     /// Last validation loss.
     pub val_loss: Option<f64>,
+    /// The f16 loss scaler's state (f16 precision only).
+    #[serde(default)]
+    pub loss_scaler: Option<DynamicLossScaler>,
+    /// Steps skipped because a scaled gradient overflowed.
+    #[serde(default)]
+    pub skipped_steps: u64,
 }
 
 /// One line of `metrics.jsonl`.
@@ -252,6 +297,11 @@ impl Trainer {
         let step = self.state.step;
         let accum = self.cfg.grad_accum.max(1);
         let (rank, world) = self.sync.as_ref().map_or((0, 1), |s| (s.rank() as u64, s.world_size() as u64));
+        let half = self.cfg.precision.autocast();
+        if self.cfg.precision == Precision::F16 && self.state.loss_scaler.is_none() {
+            self.state.loss_scaler = Some(DynamicLossScaler::default());
+        }
+        let loss_scale = self.state.loss_scaler.as_ref().map_or(1.0, |s| s.scale);
         let (loss_sum, tokens) = self.with_qat(step, |t| {
             let (mut loss_sum, mut tokens) = (0.0, 0);
             for micro in 0..accum {
@@ -261,9 +311,12 @@ impl Trainer {
                     .map_err(|e| Error::Invalid { op: "train", msg: e.to_string() })?;
                 tokens += x.numel();
                 let seed = t.cfg.seed ^ index.wrapping_mul(0x2545_F491_4F6C_DD1D);
-                let loss = t.model.forward(&x, None, true, seed)?.cross_entropy(&y, CrossEntropyOpts::default())?;
+                let loss = kiln_core::autocast(half, || {
+                    t.model.forward(&x, None, true, seed)?.cross_entropy(&y, CrossEntropyOpts::default())
+                })?;
                 loss_sum += loss.to_scalar()?;
-                loss.scale(1.0 / accum as f64)?.backward()?;
+                // backward's products run in the same precision as forward's
+                kiln_core::autocast(half, || loss.scale(loss_scale / accum as f64)?.backward())?;
             }
             if let Some(sync) = &t.sync {
                 let grads: Vec<Tensor> = t.opt.params().iter().filter_map(|p| p.grad()).collect();
@@ -271,6 +324,25 @@ impl Trainer {
             }
             Ok((loss_sum, tokens * world as usize))
         })?;
+        if let Some(scaler) = &mut self.state.loss_scaler {
+            let grads: Vec<Tensor> = self.opt.params().iter().filter_map(|p| p.grad()).collect();
+            if !scaler.unscale(&grads)? {
+                // an overflowed f16 gradient: skip the update, the scale has backed off
+                self.opt.zero_grad();
+                self.state.step += 1;
+                self.state.skipped_steps += 1;
+                let secs = start.elapsed().as_secs_f64();
+                return Ok(StepMetrics {
+                    step: self.state.step,
+                    loss: loss_sum / accum as f64,
+                    lr: 0.0,
+                    grad_norm: f64::INFINITY,
+                    val_loss: None,
+                    tok_per_s: tokens as f64 / secs,
+                    sparsity: None,
+                });
+            }
+        }
         let grad_norm = clip_grad_norm(
             &self.opt.params(),
             if self.cfg.grad_clip > 0.0 { self.cfg.grad_clip } else { f64::INFINITY },

@@ -28,6 +28,7 @@ fn setup(dir: &std::path::Path, compress: Compression) -> (GptConfig, TrainConfi
         val_fraction: 0.1,
         seed: 3,
         compress,
+        precision: kiln_train::Precision::F32,
     };
     let b = Batcher::new(TokenFile::open(&dir.join("tokens.bin")).unwrap(), 0.1, 4, 16, 3).unwrap();
     (GptConfig::llama(40, 16, 32, 2, 4, 2, 64), train, b)

@@ -78,6 +78,7 @@ fn setup(accum: usize) -> (GptConfig, TrainConfig) {
         val_fraction: 0.1,
         seed: 7,
         compress: Compression::default(),
+        precision: kiln_train::Precision::F32,
     };
     (model, train)
 }

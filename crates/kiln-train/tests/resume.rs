@@ -28,6 +28,7 @@ fn setup(dir: &std::path::Path) -> (GptConfig, TrainConfig) {
         val_fraction: 0.1,
         seed: 7,
         compress: Compression::default(),
+        precision: kiln_train::Precision::F32,
     };
     (model, train)
 }
@@ -41,7 +42,8 @@ fn weights(m: &Gpt) -> Vec<Vec<f32>> {
 }
 
 /// 10 steps + save + resume + 10 steps equals 20 straight steps — also with magnitude pruning
-/// ramping and quantization-aware training switching on mid-run.
+/// ramping and quantization-aware training switching on mid-run, and with f16 mixed precision
+/// (its dynamic loss scale is part of the saved state).
 #[test]
 fn resume_is_bit_exact() {
     let dev = kiln_cpu::cpu();
@@ -56,7 +58,9 @@ fn resume_is_bit_exact() {
         },
         ..plain.clone()
     };
-    for tcfg in [plain, compressed] {
+    // f16 autocast carries the loss scaler's state through the checkpoint
+    let mixed = TrainConfig { precision: kiln_train::Precision::F16, ..plain.clone() };
+    for tcfg in [plain, compressed, mixed] {
         let _ = std::fs::remove_dir_all(dir.path().join("checkpoint"));
         resume_matches_straight(dir.path(), &mcfg, &tcfg, &dev);
     }

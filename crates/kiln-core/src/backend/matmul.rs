@@ -24,6 +24,14 @@ pub trait MatmulOps {
         lbias: &Layout,
     ) -> Result<BoxStorage>;
 
+    /// True when [`MatmulOps::matmul`] takes operands of the half type `dtype` (f16/bf16) and
+    /// accumulates in f32 (tensor cores); autocast then runs products in that type. The default
+    /// (CPU) says no: autocast runs the same arithmetic as an f32 product of rounded operands.
+    fn half_matmul(&self, dtype: crate::DType) -> bool {
+        let _ = dtype;
+        false
+    }
+
     /// `Y = X·Wᵀ` for a contiguous f32 `x` (M, K) and a quantized `w` (N, K): (M, N) f32, `w`
     /// never materialised ([`QuantMatrix::matmul_t`] on the CPU).
     fn quantized_matmul(&self, x: Arg, w: &dyn QuantMatrix) -> Result<BoxStorage> {

@@ -6,14 +6,28 @@
 
 use crate::shape::broadcast_shapes;
 use crate::tensor::{check_compute, check_same_device, check_same_dtype};
-use crate::{Error, Result, Tensor};
+use crate::{DType, Error, Result, Tensor};
+
+/// Matmul operands must be a compute type, or a half type the backend multiplies natively
+/// (autocast's products and their backward).
+fn check_matmul_dtype(op: &'static str, a: &Tensor) -> Result<()> {
+    let d = a.dtype();
+    if matches!(d, DType::F16 | DType::BF16) && a.device().backend().half_matmul(d) {
+        return Ok(());
+    }
+    check_compute(op, a)
+}
 
 impl Tensor {
     /// Matrix product over the last two dims, broadcasting the leading ones.
+    /// Inside [`crate::autocast()`], f32 operands are multiplied in the autocast half type.
     pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
         check_same_device("matmul", self, rhs)?;
         check_same_dtype("matmul", self, rhs)?;
-        check_compute("matmul", self)?;
+        if let (Some(dt), DType::F32) = (crate::autocast_dtype(), self.dtype()) {
+            return crate::autocast::matmul(self, rhs, dt);
+        }
+        check_matmul_dtype("matmul", self)?;
         let (ra, rb) = (self.rank(), rhs.rank());
         if ra < 2 || rb < 2 || self.dims()[ra - 1] != rhs.dims()[rb - 2] {
             return Err(Error::ShapeMismatch { op: "matmul", lhs: self.dims().to_vec(), rhs: rhs.dims().to_vec() });
@@ -52,8 +66,13 @@ impl Tensor {
     /// With a bias this is one fused node: forward is a single GEMM accumulating onto rows
     /// pre-filled with `b`; backward computes `dx = g·W` (…, in), `dW = gᵀ·x` (out, in) and
     /// `db = Σ_rows g` (out,) together, with no separate broadcast-add node.
+    /// Inside [`crate::autocast()`], the product runs in the autocast half type and the bias is
+    /// added in f32.
     pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         let Some(b) = bias else { return self.matmul(&weight.t()?) };
+        if crate::autocast_dtype().is_some() && self.dtype() == DType::F32 {
+            return self.matmul(&weight.t()?)?.add(b);
+        }
         check_same_device("linear", self, weight)?;
         check_same_device("linear", self, b)?;
         check_same_dtype("linear", self, weight)?;

@@ -180,6 +180,10 @@ fn out_len(la: &Layout, lb: &Layout) -> usize {
 }
 
 impl MatmulOps for CudaBackend {
+    fn half_matmul(&self, dtype: DType) -> bool {
+        matches!(dtype, DType::F16 | DType::BF16)
+    }
+
     fn matmul(&self, a: &dyn Storage, la: &Layout, b: &dyn Storage, lb: &Layout) -> Result<BoxStorage> {
         let (a, b) = (cu("matmul", a)?, cu("matmul", b)?);
         check(la, lb, a, b)?;
