@@ -42,6 +42,10 @@ pub fn config_from_gguf(g: &GgufFile) -> Result<GptConfig> {
     cfg.layer_norm_epsilon = g.get_f32(&format!("{arch}.attention.layer_norm_rms_epsilon"))? as f64;
     cfg.rope_theta = g.get_f32(&format!("{arch}.rope.freq_base")).map_or(10_000.0, |v| v as f64);
     cfg.tie_word_embeddings = g.tensor_info("output.weight").is_none();
+    // llama.cpp's key for sliding-window attention (Mistral-style models); absent: full attention
+    if let Ok(w) = g.get_u64(&format!("{arch}.attention.sliding_window")) {
+        cfg.sliding_window = Some(w as usize);
+    }
     if let Ok(d) = g.get_u64(&format!("{arch}.rope.dimension_count")) {
         if d as usize != cfg.head_dim() {
             return Err(bad(format!("rope.dimension_count {d} ≠ head dim {} (partial RoPE)", cfg.head_dim())));
@@ -190,5 +194,52 @@ impl Gpt {
             load_f32(g, name, *heads, device)
         })?;
         Ok((model, count))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A GGUF v3 file with only metadata (no tensors).
+    fn gguf(kvs: &[(&str, u32, Vec<u8>)]) -> Vec<u8> {
+        let mut b = b"GGUF".to_vec();
+        b.extend(3u32.to_le_bytes());
+        b.extend(0u64.to_le_bytes());
+        b.extend((kvs.len() as u64).to_le_bytes());
+        for (k, ty, v) in kvs {
+            b.extend((k.len() as u64).to_le_bytes());
+            b.extend(k.as_bytes());
+            b.extend(ty.to_le_bytes());
+            b.extend(v);
+        }
+        b
+    }
+
+    fn u32v(v: u32) -> Vec<u8> {
+        v.to_le_bytes().to_vec()
+    }
+
+    #[test]
+    fn reads_the_sliding_window() -> Result<()> {
+        let s = |t: &str| [(t.len() as u64).to_le_bytes().to_vec(), t.as_bytes().to_vec()].concat();
+        let mut kvs = vec![
+            ("general.architecture", 8, s("llama")),
+            ("llama.vocab_size", 4, u32v(50)),
+            ("llama.context_length", 4, u32v(64)),
+            ("llama.embedding_length", 4, u32v(32)),
+            ("llama.block_count", 4, u32v(2)),
+            ("llama.attention.head_count", 4, u32v(4)),
+            ("llama.attention.head_count_kv", 4, u32v(2)),
+            ("llama.feed_forward_length", 4, u32v(64)),
+            ("llama.attention.layer_norm_rms_epsilon", 6, 1e-5f32.to_le_bytes().to_vec()),
+        ];
+        let full = config_from_gguf(&GgufFile::parse(&gguf(&kvs)).map_err(|e| bad(e.to_string()))?)?;
+        assert_eq!(full.sliding_window, None);
+        kvs.push(("llama.attention.sliding_window", 4, u32v(16)));
+        let swa = config_from_gguf(&GgufFile::parse(&gguf(&kvs)).map_err(|e| bad(e.to_string()))?)?;
+        assert_eq!(swa.sliding_window, Some(16));
+        assert_eq!((swa.n_kv_head, swa.tie_word_embeddings), (2, true));
+        Ok(())
     }
 }
