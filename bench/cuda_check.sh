@@ -49,7 +49,9 @@ for s in site.getsitepackages(): print(" ".join(glob.glob(os.path.join(s, "nvidi
   "$OUT/nccl" --nocapture
   KILN_TRAIN_FIXTURES="$OUT/fixtures" "$OUT/torch_parity" --nocapture --test-threads 1 cuda
   "$OUT/kiln" --device cuda bench train --preset char-small --steps 20 --warmup 3
-  "$OUT/kiln" --device cuda train --preset char-tiny --steps 300 --out /tmp/kiln-cuda-run
+  "$OUT/kiln" --device cuda bench train --preset char-small --steps 20 --warmup 3 --precision bf16
+  rm -rf /tmp/kiln-cuda-run
+  "$OUT/kiln" --device cuda train --preset char-tiny --steps 300 --precision bf16 --out /tmp/kiln-cuda-run
   ;;
 *)
   echo "usage: $0 build|run" >&2

@@ -33,7 +33,9 @@ def main():
     ap.add_argument("--weight-decay", type=float, default=0.1)
     ap.add_argument("--grad-clip", type=float, default=1.0)
     ap.add_argument("--compile", action="store_true", help="torch.compile the model")
-    ap.add_argument("--device", default="cpu", help="cpu or cuda (fp32 either way; TF32 stays off)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (TF32 stays off)")
+    ap.add_argument("--precision", default="f32", choices=["f32", "bf16", "f16"],
+                    help="bf16/f16: forward and loss under torch.autocast, with GradScaler for f16")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -50,12 +52,18 @@ def main():
     y = torch.randint(0, v, (args.batch, t), device=dev)
     params = [p for p in model.parameters() if p.requires_grad]
 
+    half = {"bf16": torch.bfloat16, "f16": torch.float16}.get(args.precision)
+    scaler = torch.amp.GradScaler(dev.type, enabled=args.precision == "f16")
+
     def step():
-        _, loss = fwd(x, y)
-        loss.backward()
+        with torch.autocast(dev.type, dtype=half or torch.float32, enabled=half is not None):
+            _, loss = fwd(x, y)
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
         if args.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(params, args.grad_clip)
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         opt.zero_grad(set_to_none=True)
         return loss.item()
 

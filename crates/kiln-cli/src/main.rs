@@ -387,6 +387,10 @@ enum BenchCmd {
         /// Skip the PyTorch baseline.
         #[arg(long)]
         no_torch: bool,
+        /// Matrix products in f32 (default), bf16 or f16 (as `kiln train --precision`); the
+        /// PyTorch baseline then runs under torch.autocast with the same type.
+        #[arg(long)]
+        precision: Option<String>,
     },
 }
 
@@ -781,12 +785,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             bench::gemm::run(&rows, width, threads, budget)?;
         }
-        Cmd::Bench { what: BenchCmd::Train { preset, batch, steps, warmup, threads, no_torch } } => {
+        Cmd::Bench { what: BenchCmd::Train { preset, batch, steps, warmup, threads, no_torch, precision } } => {
+            let precision = precision.as_deref().map(kiln_train::Precision::parse).transpose()?.unwrap_or_default();
             let threads = threads.unwrap_or_else(kiln_cpu::num_threads);
             anyhow::ensure!(threads > 0, "--threads must be positive");
             anyhow::ensure!(batch != Some(0), "--batch must be positive");
             bench::train::run(
-                &bench::train::TrainBench { preset, batch, steps, warmup, threads, no_torch },
+                &bench::train::TrainBench { preset, batch, steps, warmup, threads, no_torch, precision },
                 &device(spec)?,
             )?;
         }

@@ -39,6 +39,8 @@ pub struct TrainBench {
     pub threads: usize,
     /// Skip the PyTorch baseline.
     pub no_torch: bool,
+    /// Arithmetic of the matrix products (both sides).
+    pub precision: kiln_train::Precision,
 }
 
 /// `6·N + 6·L·T·C` FLOPs per trained token (see the module doc).
@@ -78,6 +80,7 @@ fn setup(args: &TrainBench, dir: &Path) -> Result<(GptConfig, TrainConfig, Token
     let mut tcfg = p.train;
     tcfg.batch_size = args.batch.unwrap_or(tcfg.batch_size);
     tcfg.grad_accum = 1;
+    tcfg.precision = args.precision;
     Ok((mcfg, tcfg, TokenFile::open(&path)?))
 }
 
@@ -129,6 +132,14 @@ fn torch_step_secs(mcfg: &GptConfig, tcfg: &TrainConfig, args: &TrainBench, devi
         .args(["--config", &cfg.to_string_lossy()])
         .args(["--batch", &tcfg.batch_size.to_string()])
         .args(["--device", device])
+        .args([
+            "--precision",
+            match args.precision {
+                kiln_train::Precision::F32 => "f32",
+                kiln_train::Precision::Bf16 => "bf16",
+                kiln_train::Precision::F16 => "f16",
+            },
+        ])
         .args(["--steps", &args.steps.to_string(), "--warmup", &args.warmup.to_string(), "--threads", &t])
         .args(["--lr", &tcfg.max_lr.to_string(), "--weight-decay", &tcfg.weight_decay.to_string()])
         .args(["--grad-clip", &tcfg.grad_clip.to_string()])
@@ -156,7 +167,7 @@ pub fn run(args: &TrainBench, device: &Device) -> Result<()> {
     let tok_per_step = (tcfg.batch_size * mcfg.n_positions) as f64;
     println!(
         "kiln bench train — preset {}: {} layers, {} heads, width {}, context {}, vocab {}; batch {}; AdamW, clip {}; \
-         fp32 on {} ({} CPU threads); median of {} steps after {} warm-up",
+         {:?} on {} ({} CPU threads); median of {} steps after {} warm-up",
         args.preset,
         mcfg.n_layer,
         mcfg.n_head,
@@ -165,6 +176,7 @@ pub fn run(args: &TrainBench, device: &Device) -> Result<()> {
         mcfg.vocab_size,
         tcfg.batch_size,
         tcfg.grad_clip,
+        args.precision,
         device.name(),
         args.threads,
         args.steps,
