@@ -250,6 +250,21 @@ pub fn generate_until(
     }
     let ctx = model.cfg.n_positions;
     let window = (ctx / 2).max(1);
+    // A sliding-window model's rolling caches take the prompt in pieces.
+    fn forward_last_chunked(model: &Gpt, input: &Tensor, caches: &mut [kiln_nn::attention::KvCache]) -> Result<Tensor> {
+        let t = input.dims()[1];
+        match model.cfg.sliding_window {
+            Some(_) if t > kiln_models::gpt::PREFILL_CHUNK => {
+                let mut last = None;
+                for s in (0..t).step_by(kiln_models::gpt::PREFILL_CHUNK) {
+                    let n = kiln_models::gpt::PREFILL_CHUNK.min(t - s);
+                    last = Some(model.forward_last(&input.narrow(1, s, n)?, Some(&mut *caches))?);
+                }
+                last.ok_or(Error::Invalid { op: "generate", msg: "empty input".into() })
+            }
+            _ => model.forward_last(input, Some(caches)),
+        }
+    }
     let to_tensor = |ids: &[u32]| Tensor::from_vec(ids.iter().map(|&t| t as i64).collect(), &[1, ids.len()], device);
     no_grad(|| {
         let mut caches = model.new_caches(1, ctx.min(prompt.len() + max_new).max(1), device)?;
@@ -258,11 +273,11 @@ pub fn generate_until(
         let mut input = to_tensor(&history[start..])?;
         let mut out = Vec::with_capacity(max_new);
         for i in 0..max_new {
-            if caches[0].len() + input.dims()[1] > ctx {
+            if caches[0].position() + input.dims()[1] > ctx {
                 caches.iter_mut().for_each(|c| c.reset());
                 input = to_tensor(&history[history.len() - window.min(history.len())..])?;
             }
-            let last = model.forward_last(&input, Some(&mut caches))?.to_vec::<f32>()?; // (1,1,V)
+            let last = forward_last_chunked(model, &input, &mut caches)?.to_vec::<f32>()?; // (1,1,V)
             let tok = sampler.sample_in_context(&last, &history, prompt.len(), i as u64)?;
             on_token(tok)?;
             out.push(tok);

@@ -131,7 +131,7 @@ pub fn generate_speculative(
             uniform(sampler.seed, draws)
         };
         'rounds: while out.len() < max_new {
-            let base = tc[0].len();
+            let base = tc[0].position();
             // 1. draft k tokens: q_i and x_i ~ q_i
             let kr = k.min(max_new - out.len());
             let (mut xs, mut qs) = (Vec::with_capacity(kr), Vec::with_capacity(kr));
@@ -170,11 +170,11 @@ pub fn generate_speculative(
             // 4. roll both caches back to base + 1 + (kept drafts): last and the kept x_i
             let keep = base + emitted.len();
             truncate(&mut tc, keep)?;
-            if dc[0].len() > keep {
+            if dc[0].position() > keep {
                 truncate(&mut dc, keep)?;
-            } else if dc[0].len() < keep {
+            } else if dc[0].position() < keep {
                 // all k kept: the draft never saw x_k
-                step(draft, &xs[dc[0].len() - base - 1..], &mut dc, device)?;
+                step(draft, &xs[dc[0].position() - base - 1..], &mut dc, device)?;
             }
             for &tok in &emitted {
                 on_token(tok)?;

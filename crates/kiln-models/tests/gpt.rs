@@ -117,3 +117,41 @@ fn traced_forward_matches_and_exposes_attention() {
     assert!(model.trace(&[]).is_err());
     assert!(model.trace(&[1; 9]).is_err());
 }
+
+/// A sliding-window model decoding through rolling caches much smaller than the sequence (they
+/// drop keys and move the last w − 1 to the front many times) gives the full forward's logits at
+/// every position, token by token and in chunks; rolled-back positions are refused.
+#[test]
+fn rolling_caches_match_the_full_forward() {
+    use kiln_nn::attention::KvCache;
+    let dev = kiln_cpu::cpu();
+    let (w, t) = (5, 40);
+    let cfg = GptConfig { sliding_window: Some(w), ..GptConfig::llama(50, 64, 32, 2, 4, 2, 64) };
+    let model = Gpt::new(cfg.clone(), 3, &dev).unwrap();
+    let ids: Vec<i64> = (0..t).map(|i| (i * 11 % 50) as i64).collect();
+    let x = Tensor::from_vec(ids.clone(), &[1, t], &dev).unwrap();
+    let want = kiln_core::no_grad(|| model.forward(&x, None, false, 0)).unwrap().reshape(&[t, 50]).unwrap();
+    let want = want.to_vec::<f32>().unwrap();
+    for (chunk, cap) in [(1, w + 1), (3, w + 4), (7, 2 * w + 7)] {
+        let mut caches: Vec<KvCache> = (0..cfg.n_layer)
+            .map(|_| {
+                KvCache::new(1, cfg.n_kv_head, cap, cfg.head_dim(), kiln_core::DType::F32, &dev).unwrap().with_window(w)
+            })
+            .collect();
+        let mut got = Vec::new();
+        for s in (0..t).step_by(chunk) {
+            let n = chunk.min(t - s);
+            let xs = Tensor::from_vec(ids[s..s + n].to_vec(), &[1, n], &dev).unwrap();
+            let y = kiln_core::no_grad(|| model.forward(&xs, Some(&mut caches), false, 0)).unwrap();
+            got.extend(y.to_vec::<f32>().unwrap());
+        }
+        assert_eq!(caches[0].position(), t);
+        assert!(caches[0].len() < t, "the buffer rolled");
+        let err = got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(err < 1e-4, "chunks of {chunk}, capacity {cap}: max error {err}");
+        assert!(caches[0].truncate(1).is_err(), "positions before the buffer cannot be restored");
+    }
+    // new_caches caps a windowed model's buffers at w − 1 + PREFILL_CHUNK
+    let caches = model.new_caches(1, 10_000, &dev).unwrap();
+    assert_eq!(caches[0].max_len(), (w - 1 + kiln_models::gpt::PREFILL_CHUNK).min(cfg.n_positions));
+}

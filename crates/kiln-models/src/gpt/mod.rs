@@ -226,11 +226,24 @@ impl Gpt {
         })
     }
 
-    /// One empty [`KvCache`] per layer for `batch` sequences of up to `max_len` tokens.
+    /// One empty [`KvCache`] per layer for `batch` sequences of up to `max_len` tokens. With a
+    /// sliding window `w` the caches are rolling buffers of at most `w − 1 +` [`PREFILL_CHUNK`]
+    /// tokens, whatever `max_len`: feed prompts longer than that in chunks (as `kiln_infer`'s
+    /// `generate` does).
     pub fn new_caches(&self, batch: usize, max_len: usize, device: &Device) -> Result<Vec<KvCache>> {
         let c = &self.cfg;
+        let cap = match c.sliding_window {
+            Some(w) => max_len.min(c.n_positions).min(w - 1 + PREFILL_CHUNK),
+            None => max_len.min(c.n_positions),
+        };
         (0..c.n_layer)
-            .map(|_| KvCache::new(batch, c.n_kv_head, max_len.min(c.n_positions), c.head_dim(), DType::F32, device))
+            .map(|_| {
+                let kv = KvCache::new(batch, c.n_kv_head, cap, c.head_dim(), DType::F32, device)?;
+                Ok(match c.sliding_window {
+                    Some(w) => kv.with_window(w),
+                    None => kv,
+                })
+            })
             .collect()
     }
 
@@ -283,7 +296,7 @@ impl Gpt {
             });
         }
         let t = tokens.dims()[1];
-        let offset = caches.as_ref().and_then(|c| c.first()).map_or(0, |c| c.len());
+        let offset = caches.as_ref().and_then(|c| c.first()).map_or(0, |c| c.position());
         if offset + t > self.cfg.n_positions {
             return Err(Error::Invalid {
                 op: "Gpt::forward",
@@ -321,6 +334,9 @@ impl Gpt {
         self.ln_f.forward(&x)
     }
 }
+
+/// Tokens per forward when a sliding-window model's prompt is fed to rolling caches in pieces.
+pub const PREFILL_CHUNK: usize = 512;
 
 fn layer_seed(seed: u64, layer: usize) -> u64 {
     seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(16 * (layer as u64 + 1))

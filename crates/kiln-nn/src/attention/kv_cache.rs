@@ -1,6 +1,13 @@
 //! [`KvCache`]: keys and values of past tokens, preallocated and written in place (seed 001/003
 //! "KV cache"; book ch. 12). Decoding one token then costs O(T) attention work instead of
 //! recomputing all T positions.
+//!
+//! For a sliding-window model (Mistral: a query sees its own key and the `w − 1` before it),
+//! [`KvCache::with_window`] makes the buffer a rolling one: when an append would overflow, the
+//! keys no later query can see are dropped and the last `w − 1` move to the front (one copy of
+//! `w − 1` rows per overflow, amortised O(w / (capacity − w)) rows per token). Keys stay in
+//! position order, so attention and its window mask are unchanged; [`KvCache::position`] counts
+//! the dropped tokens too and is what RoPE and learned positions use.
 
 use kiln_core::{no_grad, DType, Device, Error, Result, Tensor};
 
@@ -10,6 +17,10 @@ pub struct KvCache {
     k: Tensor,
     v: Tensor,
     len: usize,
+    /// Tokens dropped from the front (rolling buffer).
+    dropped: usize,
+    /// Sliding window `w` of a rolling buffer.
+    window: Option<usize>,
 }
 
 impl KvCache {
@@ -23,10 +34,28 @@ impl KvCache {
         device: &Device,
     ) -> Result<KvCache> {
         let shape = [batch, kv_heads, max_len, head_dim];
-        Ok(KvCache { k: Tensor::zeros(&shape, dtype, device)?, v: Tensor::zeros(&shape, dtype, device)?, len: 0 })
+        Ok(KvCache {
+            k: Tensor::zeros(&shape, dtype, device)?,
+            v: Tensor::zeros(&shape, dtype, device)?,
+            len: 0,
+            dropped: 0,
+            window: None,
+        })
     }
 
-    /// Tokens cached so far.
+    /// A rolling buffer for a model with a sliding window of `w` keys (see the module docs).
+    /// Appends of up to `capacity − (w − 1)` tokens at a time then never overflow.
+    pub fn with_window(mut self, w: usize) -> KvCache {
+        self.window = Some(w.max(1));
+        self
+    }
+
+    /// Position of the next token: tokens cached plus tokens dropped by the rolling buffer.
+    pub fn position(&self) -> usize {
+        self.dropped + self.len
+    }
+
+    /// Tokens held in the buffer (all tokens so far, unless a rolling buffer dropped some).
     pub fn len(&self) -> usize {
         self.len
     }
@@ -44,18 +73,20 @@ impl KvCache {
     /// Forgets every cached token (the buffers are reused).
     pub fn reset(&mut self) {
         self.len = 0;
+        self.dropped = 0;
     }
 
-    /// Keeps the first `len` cached tokens and forgets the rest (speculative decoding rolls
-    /// back rejected draft tokens); `len` beyond the cached count is an error.
+    /// Keeps the tokens before position `len` and forgets the rest (speculative decoding rolls
+    /// back rejected draft tokens); a position beyond the cached ones, or before the tokens a
+    /// rolling buffer already dropped, is an error.
     pub fn truncate(&mut self, len: usize) -> Result<()> {
-        if len > self.len {
+        if len > self.position() || len < self.dropped {
             return Err(Error::Invalid {
                 op: "KvCache::truncate",
-                msg: format!("cannot keep {len} tokens of the {} cached", self.len),
+                msg: format!("cannot keep {len} tokens: positions {}..{} are cached", self.dropped, self.position()),
             });
         }
-        self.len = len;
+        self.len = len - self.dropped;
         Ok(())
     }
 
@@ -79,6 +110,8 @@ impl KvCache {
             })?;
         }
         next.len = self.len;
+        next.dropped = self.dropped;
+        next.window = self.window;
         *self = next;
         Ok(())
     }
@@ -87,6 +120,9 @@ impl KvCache {
     /// values so far, (B, Hkv, len + T, D). Inference only: not recorded on the tape.
     pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
         let t = k.dims().get(2).copied().unwrap_or(0);
+        if let Some(w) = self.window.filter(|&w| self.len + t > self.max_len() && w - 1 + t <= self.max_len()) {
+            self.roll(w)?;
+        }
         if self.len + t > self.max_len() {
             return Err(Error::Invalid {
                 op: "KvCache::append",
@@ -99,5 +135,27 @@ impl KvCache {
         })?;
         self.len += t;
         Ok((self.k.narrow(2, 0, self.len)?, self.v.narrow(2, 0, self.len)?))
+    }
+
+    /// Drops all but the last `w − 1` cached tokens, moving those to the front.
+    fn roll(&mut self, w: usize) -> Result<()> {
+        let keep = self.len.min(w - 1);
+        let start = self.len - keep;
+        if start == 0 {
+            return Ok(());
+        }
+        no_grad(|| -> Result<()> {
+            if keep > 0 {
+                // copied out first: source and destination rows may overlap
+                let k = self.k.narrow(2, start, keep)?.contiguous()?;
+                let v = self.v.narrow(2, start, keep)?.contiguous()?;
+                self.k.narrow(2, 0, keep)?.assign_(&k)?;
+                self.v.narrow(2, 0, keep)?.assign_(&v)?;
+            }
+            Ok(())
+        })?;
+        self.dropped += start;
+        self.len = keep;
+        Ok(())
     }
 }

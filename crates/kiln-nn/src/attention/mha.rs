@@ -121,7 +121,7 @@ impl MultiHeadAttention {
         let parts = qkv.split(&[h * d, hkv * d, hkv * d], -1)?;
         let heads = |p: &Tensor, n: usize| p.reshape(&[b, t, n, d])?.transpose(1, 2); // (B,n,T,D)
         let (mut q, mut k, v) = (heads(&parts[0], h)?, heads(&parts[1], hkv)?, heads(&parts[2], hkv)?);
-        let offset = cache.as_ref().map_or(0, |c| c.len());
+        let offset = cache.as_ref().map_or(0, |c| c.position());
         if let Some(r) = rope {
             q = r.forward(&q, offset)?;
             k = r.forward(&k, offset)?;
