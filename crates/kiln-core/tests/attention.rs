@@ -275,3 +275,25 @@ fn head_strided_kv_is_read_in_place() {
         assert!(max_diff(&a, &r) < TOL);
     });
 }
+
+/// A sliding window inside the fused kernel (Mistral) equals the reference's explicit window
+/// mask — forward and all gradients — across tile boundaries (T up to 300 with tiles of 64, so
+/// whole key tiles are skipped), with S > T (a cache prefix), GQA, and in the few-rows path.
+#[test]
+fn sliding_window_matches_reference() {
+    for (b, h, hkv, t, s, d, w) in
+        [(1, 4, 2, 300, 300, 32, 40), (2, 2, 2, 130, 170, 16, 7), (1, 2, 1, 3, 20, 16, 5), (1, 2, 2, 50, 50, 8, 1)]
+    {
+        let (q, k, v) = (rand(&[b, h, t, d], 40), rand(&[b, hkv, s, d], 41), rand(&[b, hkv, s, d], 42));
+        let opts = AttentionOpts { window: Some(w), ..AttentionOpts::causal() };
+        compare(&q, &k, &v, None, opts, &format!("window {w}, T {t}, S {s}"));
+    }
+    let (q, k, v) = (rand(&[1, 1, 4, 8], 1), rand(&[1, 1, 4, 8], 2), rand(&[1, 1, 4, 8], 3));
+    for opts in [
+        AttentionOpts { window: Some(2), ..AttentionOpts::new() },
+        AttentionOpts { window: Some(0), ..AttentionOpts::causal() },
+    ] {
+        let e = Tensor::scaled_dot_product_attention(&q, &k, &v, None, &opts).unwrap_err().to_string();
+        assert!(e.contains("sliding window"), "{e}");
+    }
+}

@@ -30,6 +30,7 @@ struct AttnGeo {
     float mult;     // 1/(1−p)
     int has_mask;
     u64 seed;
+    i64 window;     // sliding window w (0: none): query i sees keys j > i + (S − T) − w
 };
 
 __device__ __forceinline__ float mask_at(const float* mask, const Strided& lm, i64 b, i64 h, i64 i, i64 j) {
@@ -46,6 +47,7 @@ __device__ __forceinline__ float drop_z(const AttnGeo& g, i64 b, i64 h, i64 i, i
 __device__ __forceinline__ float score(const AttnGeo& g, const float* qr, const float* kr, const float* mask,
                                        const Strided& lm, i64 b, i64 h, i64 i, i64 j) {
     if (j >= g.s || i >= g.t || (g.causal && j > i + (g.s - g.t))) return NEG_INF;
+    if (g.window > 0 && j + g.window <= i + (g.s - g.t)) return NEG_INF;
     float dot = 0.0f;
     for (i64 d = 0; d < g.d; ++d) dot += qr[d] * kr[d];
     float s = dot * g.scale;

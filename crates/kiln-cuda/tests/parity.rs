@@ -221,12 +221,13 @@ fn fused_row_kernels() {
 #[test]
 fn attention_forward_backward() {
     let Some(dev) = gpu() else { return };
-    for (name, (b, h, hkv, t, s, d), causal, mask, dropout) in [
-        ("mha causal", (2, 4, 4, 37, 37, 32), true, false, 0.0),
-        ("gqa causal d=64", (1, 8, 2, 70, 70, 64), true, false, 0.0),
-        ("cross, mask", (2, 2, 2, 9, 40, 16), false, true, 0.0),
-        ("causal with a cache prefix (S > T)", (1, 2, 1, 5, 33, 128), true, false, 0.0),
-        ("dropout", (1, 2, 2, 20, 20, 32), true, false, 0.2),
+    for (name, (b, h, hkv, t, s, d), causal, mask, dropout, window) in [
+        ("mha causal", (2, 4, 4, 37, 37, 32), true, false, 0.0, None),
+        ("gqa causal d=64", (1, 8, 2, 70, 70, 64), true, false, 0.0, None),
+        ("cross, mask", (2, 2, 2, 9, 40, 16), false, true, 0.0, None),
+        ("causal with a cache prefix (S > T)", (1, 2, 1, 5, 33, 128), true, false, 0.0, None),
+        ("dropout", (1, 2, 2, 20, 20, 32), true, false, 0.2, None),
+        ("sliding window 9, S > T", (1, 4, 2, 50, 60, 32), true, false, 0.0, Some(9)),
     ] {
         let mut xs = vec![inp(&[b, h, t, d], 30), inp(&[b, hkv, s, d], 31), inp(&[b, hkv, s, d], 32)];
         if mask {
@@ -234,7 +235,7 @@ fn attention_forward_backward() {
                 (0..b * t * s).map(|i| if (i * 31) % 7 == 0 { -1e9 } else { ((i % 5) as f32) * 0.1 }).collect();
             xs.push((m, vec![b, 1, t, s], false));
         }
-        let opts = AttentionOpts { causal, scale: None, dropout_p: dropout, seed: 5 };
+        let opts = AttentionOpts { causal, scale: None, dropout_p: dropout, seed: 5, window };
         check(name, &dev, &xs, 1e-4, |l| Tensor::scaled_dot_product_attention(&l[0], &l[1], &l[2], l.get(3), &opts));
     }
 }

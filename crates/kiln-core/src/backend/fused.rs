@@ -16,6 +16,9 @@ pub struct AttentionArgs {
     pub dropout_p: f64,
     /// Seed of the counter-based dropout RNG (the backward regenerates the same mask).
     pub seed: u64,
+    /// Sliding window (with `causal`): query `i` sees only keys `j > i + (S − T) − w`, its own
+    /// and the `w − 1` before it (Mistral). Kernels skip the key tiles outside it.
+    pub window: Option<usize>,
 }
 
 /// Geometry of [`FusedOps::paged_attention`] (see `Tensor::paged_attention`).

@@ -26,17 +26,20 @@ pub struct AttentionOpts {
     pub dropout_p: f64,
     /// Seed of the dropout mask.
     pub seed: u64,
+    /// Sliding window `w` (causal only; Mistral): each query sees its own key and the `w − 1`
+    /// before it, computed inside the fused kernel (no mask tensor, O(T·w) work).
+    pub window: Option<usize>,
 }
 
 impl AttentionOpts {
     /// No mask, no dropout, scale `1/√D`.
     pub const fn new() -> AttentionOpts {
-        AttentionOpts { causal: false, scale: None, dropout_p: 0.0, seed: 0 }
+        AttentionOpts { causal: false, scale: None, dropout_p: 0.0, seed: 0, window: None }
     }
 
     /// Causal self-attention, no dropout.
     pub const fn causal() -> AttentionOpts {
-        AttentionOpts { causal: true, scale: None, dropout_p: 0.0, seed: 0 }
+        AttentionOpts { causal: true, scale: None, dropout_p: 0.0, seed: 0, window: None }
     }
 }
 
@@ -59,6 +62,14 @@ fn validate(q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>, opts: &At
     }
     if qs[0] != ks[0] || qs[3] != ks[3] || ks[1] == 0 || qs[1] % ks[1] != 0 {
         return Err(bad(ks));
+    }
+    if let Some(w) = opts.window {
+        if w == 0 || !opts.causal {
+            return Err(Error::Invalid {
+                op: "attention",
+                msg: format!("a sliding window needs causal attention and at least one key (got {w})"),
+            });
+        }
     }
     if !(0.0..1.0).contains(&opts.dropout_p) {
         return Err(Error::Invalid { op: "attention", msg: format!("dropout_p {} is not in [0, 1)", opts.dropout_p) });
@@ -145,6 +156,7 @@ impl Tensor {
             causal: opts.causal,
             dropout_p: opts.dropout_p,
             seed: opts.seed,
+            window: opts.window,
         };
         // Without a gradient to compute, a head-strided k/v (a KV cache's filled prefix) is read
         // in place; the backward wants them contiguous.
@@ -207,6 +219,7 @@ impl Tensor {
             causal: opts.causal,
             dropout_p: opts.dropout_p,
             seed: opts.seed,
+            window: opts.window,
         };
         let mask = mask.map(|m| m.broadcast_as(&full)).transpose()?.map(|m| m.detach());
         let (out, lse) = kernel_fwd(&args, &q, &k, &v, mask.as_ref(), &full)?; // (B,H,T,D)
@@ -253,6 +266,10 @@ impl Tensor {
             let j = Tensor::arange(s, q.dtype(), q.device())?.reshape(&[1, s])?;
             let future = j.cmp(&i, CmpOp::Gt)?;
             scores = scores.masked_fill(&future, f64::NEG_INFINITY)?;
+            if let Some(w) = opts.window {
+                let too_old = j.cmp(&i.add_scalar(-(w as f64))?, CmpOp::Le)?;
+                scores = scores.masked_fill(&too_old, f64::NEG_INFINITY)?;
+            }
         }
         scores.softmax()?.matmul(&v)
     }

@@ -123,6 +123,8 @@ pub(super) struct Geo<'a, T> {
     pub(super) keep: f64,
     pub(super) seed: u64,
     pub(super) mask: Option<(&'a [T], &'a Layout)>,
+    /// Sliding window `w`: query i sees keys j > i + S − T − w (with causal).
+    pub(super) window: Option<usize>,
 }
 
 impl<T: Elem> Geo<'_, T> {
@@ -160,6 +162,11 @@ impl<T: Elem> Geo<'_, T> {
                 let first = ((q0 + i) as isize + off + 1 - k0 as isize).clamp(0, bc as isize) as usize;
                 row[first..].iter_mut().for_each(|v| *v = T::neg_infinity());
             }
+            if let Some(w) = self.window {
+                // keys k0 + j ≤ (q0 + i) + S − T − w left the window: columns before `lo`
+                let lo = ((q0 + i) as isize + off + 1 - w as isize - k0 as isize).clamp(0, bc as isize) as usize;
+                row[..lo].iter_mut().for_each(|v| *v = T::neg_infinity());
+            }
         }
     }
 
@@ -171,6 +178,14 @@ impl<T: Elem> Geo<'_, T> {
             T::c(1.0 / self.keep)
         } else {
             T::zero()
+        }
+    }
+
+    /// The first key tile a query tile can see under a sliding window (0 without one).
+    fn first_key_tile(&self, q0: usize) -> usize {
+        match self.window {
+            Some(w) => (q0 as isize + self.s as isize - self.t as isize + 1 - w as isize).max(0) as usize / BC,
+            None => 0,
         }
     }
 
@@ -262,6 +277,7 @@ pub(super) fn geometry<'a, T: Elem>(
         keep: 1.0 - args.dropout_p,
         seed: args.seed,
         mask,
+        window: args.window.filter(|_| args.causal),
     };
     Ok((g, T::slice("attention", q)?, kd, vd))
 }
@@ -299,12 +315,19 @@ fn scores_cm<T: Elem>(
             }
         }
     }
+    let off = g.s as isize - g.t as isize;
     if g.causal {
         // key j is hidden from query i iff k0 + j > q0 + i + S − T
-        let off = g.s as isize - g.t as isize;
         for j in 0..bc {
             let hidden = ((k0 + j) as isize - off - q0 as isize).clamp(0, br as isize) as usize;
             st[j * BR..j * BR + hidden].iter_mut().for_each(|v| *v = T::neg_infinity());
+        }
+    }
+    if let Some(w) = g.window {
+        // key j left query i's window iff k0 + j ≤ q0 + i + S − T − w: rows from `from` on
+        for j in 0..bc {
+            let from = ((k0 + j) as isize - off - q0 as isize + w as isize).clamp(0, br as isize) as usize;
+            st[j * BR + from..j * BR + br].iter_mut().for_each(|v| *v = T::neg_infinity());
         }
     }
 }
@@ -345,7 +368,7 @@ fn forward_t<T: Elem>(
             let mut m = scratch::filled(br, ninf);
             let mut l = scratch::filled(br, T::zero());
             let (mut alpha, mut shift, mut ts) = (scratch::take(br), scratch::take(br), scratch::take(br));
-            for kt in 0..g.key_tiles(q0, br) {
+            for kt in g.first_key_tile(q0)..g.key_tiles(q0, br) {
                 let k0 = kt * BC;
                 let bc = BC.min(g.s - k0);
                 scores_cm(&g, &mut st, &qt, kd, bi, hi, q0, br, k0, bc);

@@ -58,8 +58,13 @@ pub(super) fn forward<T: Elem>(g: &Geo<T>, q: &[T], k: &[T], v: &[T]) -> (BoxSto
         for i in 0..t {
             let qrow = &q[(bh * t + i) * d..][..d];
             let n = if g.causal { (i + s + 1).saturating_sub(t).min(s) } else { s };
+            let lo = g.window.map_or(0, |w| (i + s + 1).saturating_sub(t).saturating_sub(w)); // window start
             let mut m = T::neg_infinity();
             for (j, pj) in p[..n].iter_mut().enumerate() {
+                if j < lo {
+                    *pj = T::neg_infinity();
+                    continue;
+                }
                 let mut x = dot(qrow, &k[kvo + j * d..][..d]) * g.scale;
                 if let Some((md, ml)) = g.mask {
                     let st = ml.strides();

@@ -31,6 +31,7 @@ struct AttnGeo {
     mult: f32,
     has_mask: i32,
     seed: u64,
+    window: i64,
 }
 
 // SAFETY: `#[repr(C)]` with the field order and types of the C struct.
@@ -118,6 +119,7 @@ impl CudaBackend {
             mult: (1.0 / keep) as f32,
             has_mask: mask.is_some() as i32,
             seed: args.seed,
+            window: args.window.filter(|_| args.causal).unwrap_or(0) as i64,
         };
         Ok(Operands { g, q, k, v, mask })
     }

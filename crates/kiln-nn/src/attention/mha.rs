@@ -113,8 +113,10 @@ impl MultiHeadAttention {
             scale: None,
             dropout_p: if train { self.cfg.dropout } else { 0.0 },
             seed: dropout_seed,
+            // the fused kernel applies the window itself (and skips the key tiles outside it)
+            window: self.cfg.window.filter(|_| self.cfg.causal),
         };
-        if rope.is_none() && cache.is_none() && self.cfg.window.is_none() {
+        if rope.is_none() && cache.is_none() {
             // no rotation, no cache: attend straight from the packed projection (one node)
             return self.c_proj.forward(&Tensor::packed_attention(&qkv, h, hkv, None, &opts)?);
         }
@@ -130,28 +132,9 @@ impl MultiHeadAttention {
             Some(c) => c.append(&k, &v)?,
             None => (k, v),
         };
-        let mask = match self.cfg.window {
-            Some(w) if self.cfg.causal => window_mask(t, k.dims()[2], w, x.device())?,
-            _ => None,
-        };
-        let y = Tensor::scaled_dot_product_attention(&q, &k, &v, mask.as_ref(), &opts)?; // (B,H,T,D)
+        let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None, &opts)?; // (B,H,T,D)
         self.c_proj.forward(&y.transpose(1, 2)?.reshape(&[b, t, h * d])?)
     }
-}
-
-/// The additive sliding-window mask (1, 1, T, S) for `t` queries that are the last `t` of `s`
-/// keys: 0 where key `j` is within `w` of query `i` (`j > i + S − T − w`), −∞ before; the causal
-/// mask hides the keys after. `None` when no query sees more than `w` keys.
-fn window_mask(t: usize, s: usize, w: usize, device: &kiln_core::Device) -> Result<Option<Tensor>> {
-    if s <= w {
-        return Ok(None);
-    }
-    let mut m = vec![0f32; t * s];
-    for (i, row) in m.chunks_exact_mut(s).enumerate() {
-        let first = (i + s - t + 1).saturating_sub(w); // the oldest visible key
-        row[..first].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
-    }
-    Ok(Some(Tensor::from_vec(m, &[1, 1, t, s], device)?))
 }
 
 impl MultiHeadAttention {
