@@ -21,6 +21,47 @@ pub struct AttentionArgs {
     pub window: Option<usize>,
 }
 
+/// The sizes of an attention call, from its operands' layouts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttentionDims {
+    /// Batch.
+    pub b: usize,
+    /// Query heads.
+    pub h: usize,
+    /// Key/value heads (`h % hkv == 0`).
+    pub hkv: usize,
+    /// Query positions.
+    pub t: usize,
+    /// Key positions.
+    pub s: usize,
+    /// Head dim.
+    pub d: usize,
+}
+
+impl AttentionDims {
+    /// Checks the layouts of [`FusedOps::attention`]'s operands — `q` (B,H,T,D), `k` and `v`
+    /// (B,Hkv,S,D) with `H % Hkv == 0`, a mask of exactly (B,H,T,S) — before a backend reads any
+    /// data, and returns the sizes.
+    pub fn of(q: &Layout, k: &Layout, v: &Layout, mask: Option<&Layout>) -> Result<AttentionDims> {
+        let (qs, ks, vs) = (q.shape(), k.shape(), v.shape());
+        let bad = |rhs: &[usize]| crate::Error::ShapeMismatch { op: "attention", lhs: qs.to_vec(), rhs: rhs.to_vec() };
+        if qs.len() != 4
+            || ks.len() != 4
+            || ks != vs
+            || qs[0] != ks[0]
+            || qs[3] != ks[3]
+            || ks[1] == 0
+            || qs[1] % ks[1] != 0
+        {
+            return Err(bad(ks));
+        }
+        if let Some(m) = mask.filter(|m| m.shape() != [qs[0], qs[1], qs[2], ks[2]]) {
+            return Err(bad(m.shape()));
+        }
+        Ok(AttentionDims { b: qs[0], h: qs[1], hkv: ks[1], t: qs[2], s: ks[2], d: qs[3] })
+    }
+}
+
 /// Geometry of [`FusedOps::paged_attention`] (see `Tensor::paged_attention`).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PagedAttentionArgs {

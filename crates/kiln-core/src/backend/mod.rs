@@ -18,7 +18,7 @@ mod random;
 mod reduce;
 
 pub use elementwise::{BinaryOp, CmpOp, ElementwiseOps, UnaryOp};
-pub use fused::{AttentionArgs, FusedOps, PagedAttentionArgs};
+pub use fused::{AttentionArgs, AttentionDims, FusedOps, PagedAttentionArgs};
 pub use index::IndexOps;
 pub use matmul::MatmulOps;
 pub use memory::MemoryOps;

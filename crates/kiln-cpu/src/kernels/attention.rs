@@ -31,7 +31,7 @@ use super::tile_gemm::TileStrides;
 use crate::pool::{self, scratch};
 use crate::storage::{dispatch_float, Elem};
 use gemm::Parallelism;
-use kiln_core::backend::{Arg, AttentionArgs, BoxStorage};
+use kiln_core::backend::{Arg, AttentionArgs, AttentionDims, BoxStorage};
 use kiln_core::{Error, Layout, Result};
 use rayon::prelude::*;
 
@@ -234,24 +234,10 @@ pub(super) fn geometry<'a, T: Elem>(
     mask: Option<Arg<'a>>,
     strided_kv: bool,
 ) -> Result<GeoData<'a, T>> {
-    let (qs, ks, vs) = (q.1.shape(), k.1.shape(), v.1.shape());
-    let bad = || Error::ShapeMismatch { op: "attention", lhs: qs.to_vec(), rhs: ks.to_vec() };
-    if qs.len() != 4
-        || ks.len() != 4
-        || ks != vs
-        || qs[0] != ks[0]
-        || qs[3] != ks[3]
-        || ks[1] == 0
-        || qs[1] % ks[1] != 0
-    {
-        return Err(bad());
-    }
+    let dims = AttentionDims::of(q.1, k.1, v.1, mask.map(|m| m.1))?;
     let mask = match mask {
         None => None,
         Some((ms, ml)) => {
-            if ml.shape() != [qs[0], qs[1], qs[2], ks[2]] {
-                return Err(Error::ShapeMismatch { op: "attention", lhs: qs.to_vec(), rhs: ml.shape().to_vec() });
-            }
             let data = T::vec_of(ms).ok_or(Error::UnsupportedDType {
                 op: "attention",
                 dtype: ms.dtype(),
@@ -265,12 +251,12 @@ pub(super) fn geometry<'a, T: Elem>(
         return Err(Error::ShapeMismatch { op: "attention (k/v block strides)", lhs: vec![hs], rhs: vec![vhs] });
     }
     let g = Geo {
-        b: qs[0],
-        h: qs[1],
-        hkv: ks[1],
-        t: qs[2],
-        s: ks[2],
-        d: qs[3],
+        b: dims.b,
+        h: dims.h,
+        hkv: dims.hkv,
+        t: dims.t,
+        s: dims.s,
+        d: dims.d,
         hs,
         scale: T::c(args.scale),
         causal: args.causal,

@@ -6,7 +6,7 @@ use crate::ops::fused::vector;
 use crate::ops::memory::Dense;
 use crate::storage::dtype_code;
 use cudarc::driver::{DeviceRepr, LaunchConfig};
-use kiln_core::backend::{Arg, AttentionArgs, BoxStorage, PagedAttentionArgs, Storage};
+use kiln_core::backend::{Arg, AttentionArgs, AttentionDims, BoxStorage, PagedAttentionArgs, Storage};
 use kiln_core::{DType, Error, Layout, Result};
 
 /// Query rows (forward, dQ) or key rows (dK/dV) per block: `WARPS` in attention.cu.
@@ -68,22 +68,11 @@ impl CudaBackend {
         mask: Option<Arg<'a>>,
         strided_kv: bool,
     ) -> Result<Operands<'a>> {
-        let (qs, ks, vs) = (q.1.shape(), k.1.shape(), v.1.shape());
-        let bad = || Error::ShapeMismatch { op: "attention", lhs: qs.to_vec(), rhs: ks.to_vec() };
-        if qs.len() != 4
-            || ks.len() != 4
-            || ks != vs
-            || qs[0] != ks[0]
-            || qs[3] != ks[3]
-            || ks[1] == 0
-            || qs[1] % ks[1] != 0
-        {
-            return Err(bad());
-        }
-        if qs[3] > DMAX {
+        let dims = AttentionDims::of(q.1, k.1, v.1, mask.map(|m| m.1))?;
+        if dims.d > DMAX {
             return Err(Error::Invalid {
                 op: "attention",
-                msg: format!("head dim {} > {DMAX}: not supported by the CUDA kernels", qs[3]),
+                msg: format!("head dim {} > {DMAX}: not supported by the CUDA kernels", dims.d),
             });
         }
         let qsd = cu("attention", q.0)?;
@@ -96,9 +85,6 @@ impl CudaBackend {
         let mask = match mask {
             None => None,
             Some((ms, ml)) => {
-                if ml.shape() != [qs[0], qs[1], qs[2], ks[2]] {
-                    return Err(Error::ShapeMismatch { op: "attention", lhs: qs.to_vec(), rhs: ml.shape().to_vec() });
-                }
                 let ms = cu("attention", ms)?;
                 want("attention", ms, DType::F32)?;
                 Some((self.ptr(ms, 0), Strided::of("attention", ml)?))
@@ -106,12 +92,12 @@ impl CudaBackend {
         };
         let keep = 1.0 - args.dropout_p;
         let g = AttnGeo {
-            b: qs[0] as i64,
-            h: qs[1] as i64,
-            hkv: ks[1] as i64,
-            t: qs[2] as i64,
-            s: ks[2] as i64,
-            d: qs[3] as i64,
+            b: dims.b as i64,
+            h: dims.h as i64,
+            hkv: dims.hkv as i64,
+            t: dims.t as i64,
+            s: dims.s as i64,
+            d: dims.d as i64,
             hs: hs as i64,
             scale: args.scale as f32,
             causal: args.causal as i32,
