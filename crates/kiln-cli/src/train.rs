@@ -173,7 +173,7 @@ fn prepare(args: &TrainArgs) -> Result<(GptConfig, TrainConfig, Tokenizer)> {
 /// `kiln bench gemm`).
 /// On a GPU there is nothing to measure it with here: the dense fp32 peak of the H100 SXM
 /// (67 TFLOP/s; set `KILN_PEAK_GFLOPS` for another card or for TF32/bf16 tensor-core peaks).
-fn peak_gflops(device: &Device) -> Result<f64> {
+pub(crate) fn peak_gflops(device: &Device) -> Result<f64> {
     if let Ok(v) = std::env::var("KILN_PEAK_GFLOPS") {
         let p = v.trim().parse::<f64>().ok().filter(|p| *p > 0.0);
         return p.with_context(|| format!("KILN_PEAK_GFLOPS={v:?} is not a positive number of GFLOP/s"));

@@ -267,7 +267,11 @@ pub fn generate_until(
     }
     let to_tensor = |ids: &[u32]| Tensor::from_vec(ids.iter().map(|&t| t as i64).collect(), &[1, ids.len()], device);
     no_grad(|| {
-        let mut caches = model.new_caches(1, ctx.min(prompt.len() + max_new).max(1), device)?;
+        let mut slots = ctx.min(prompt.len() + max_new).max(1);
+        if let Some(w) = model.cfg.sliding_window {
+            slots = slots.min(w - 1 + kiln_models::gpt::PREFILL_CHUNK); // a rolling buffer, fed in chunks
+        }
+        let mut caches = model.new_caches(1, slots, device)?;
         let mut history: Vec<u32> = prompt.to_vec();
         let start = history.len().saturating_sub(ctx);
         let mut input = to_tensor(&history[start..])?;

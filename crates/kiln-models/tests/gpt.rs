@@ -151,7 +151,11 @@ fn rolling_caches_match_the_full_forward() {
         assert!(err < 1e-4, "chunks of {chunk}, capacity {cap}: max error {err}");
         assert!(caches[0].truncate(1).is_err(), "positions before the buffer cannot be restored");
     }
-    // new_caches caps a windowed model's buffers at w − 1 + PREFILL_CHUNK
-    let caches = model.new_caches(1, 10_000, &dev).unwrap();
-    assert_eq!(caches[0].max_len(), (w - 1 + kiln_models::gpt::PREFILL_CHUNK).min(cfg.n_positions));
+    // new_caches gives a windowed model rolling buffers: appends past the capacity roll
+    let mut caches = model.new_caches(1, w + 2, &dev).unwrap();
+    let xs = Tensor::from_vec(ids.clone(), &[1, t], &dev).unwrap();
+    for s in 0..t {
+        kiln_core::no_grad(|| model.forward(&xs.narrow(1, s, 1)?, Some(&mut caches), false, 0)).unwrap();
+    }
+    assert_eq!((caches[0].position(), caches[0].max_len()), (t, w + 2));
 }

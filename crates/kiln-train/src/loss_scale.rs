@@ -40,14 +40,16 @@ impl DynamicLossScaler {
     /// gradients are left as they are (the caller skips the step) and S backs off; otherwise S
     /// grows after `growth_interval` good steps.
     pub fn unscale(&mut self, grads: &[Tensor]) -> Result<bool> {
-        let mut finite = true;
+        // Σ g² over every gradient is finite iff all are: one reduction read back, not one per tensor
+        let mut total: Option<Tensor> = None;
         for g in grads {
-            if !g.sqr()?.sum_all()?.to_scalar()?.is_finite() {
-                finite = false;
-                break;
-            }
+            let s = g.sqr()?.sum_all()?;
+            total = Some(match total {
+                Some(t) => t.add(&s)?,
+                None => s,
+            });
         }
-        if !finite {
+        if !total.map_or(Ok(0.0), |t| t.to_scalar())?.is_finite() {
             self.scale *= self.backoff_factor;
             self.good_steps = 0;
             return Ok(false);

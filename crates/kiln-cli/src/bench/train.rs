@@ -183,8 +183,8 @@ pub fn run(args: &TrainBench, device: &Device) -> Result<()> {
         args.warmup
     );
     let ceiling = if gpu {
-        let p = std::env::var("KILN_PEAK_GFLOPS").ok().and_then(|v| v.trim().parse::<f64>().ok()).unwrap_or(67_000.0);
-        println!("peak: {p:.0} GFLOP/s (H100 SXM dense fp32 unless KILN_PEAK_GFLOPS says otherwise)");
+        let p = crate::train::peak_gflops(device)?; // KILN_PEAK_GFLOPS, or H100 SXM dense fp32
+        println!("peak: {p:.0} GFLOP/s");
         p
     } else {
         let c = gemm::ceiling_gflops(args.threads, Budget::Seconds(1.0))?;

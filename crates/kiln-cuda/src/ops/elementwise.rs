@@ -2,7 +2,6 @@
 //! kernels are in `kernels/elementwise.cu`.
 
 use crate::backend::{boxed, cu, grid_1d, launch, want, CudaBackend, Strided};
-use crate::ops::memory::size_class;
 use crate::storage::dtype_code;
 use kiln_core::backend::{BinaryOp, BoxStorage, CmpOp, ElementwiseOps, Storage, UnaryOp};
 use kiln_core::{DType, Error, Layout, Result};
@@ -138,7 +137,7 @@ impl ElementwiseOps for CudaBackend {
             let (sc, sa, sb) =
                 (Strided::of("where_cond", lc)?, Strided::of("where_cond", la)?, Strided::of("where_cond", lb)?);
             let (pc, pa, pb, pz, n64) = (self.ptr(c, 0), self.ptr(a, 0), self.ptr(b, 0), self.ptr(&z, 0), n as i64);
-            match size_class(a.dtype) {
+            match a.dtype.size_in_bytes() {
                 1 => launch!(self, "where_cond_b1", grid_1d(n); sc, pc, sa, pa, sb, pb, pz, n64)?,
                 2 => launch!(self, "where_cond_b2", grid_1d(n); sc, pc, sa, pa, sb, pb, pz, n64)?,
                 4 => launch!(self, "where_cond_b4", grid_1d(n); sc, pc, sa, pa, sb, pb, pz, n64)?,

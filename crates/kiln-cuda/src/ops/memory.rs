@@ -25,11 +25,6 @@ fn download<T: Copy + Default>(be: &CudaBackend, s: &CudaStorage, len: usize) ->
     Ok(v)
 }
 
-/// Element size class of the copy kernels (`_b1`, `_b2`, `_b4`, `_b8`).
-pub(crate) fn size_class(d: DType) -> usize {
-    d.size_in_bytes()
-}
-
 impl CudaBackend {
     /// A contiguous copy of `s` viewed by `l` (no copy kernel when already contiguous from 0).
     pub(crate) fn contiguous(&self, s: &CudaStorage, l: &Layout) -> Result<CudaStorage> {
@@ -39,7 +34,7 @@ impl CudaBackend {
             return Ok(out);
         }
         let (sl, src, dst, n64) = (Strided::of("copy_strided", l)?, self.ptr(s, 0), self.ptr(&out, 0), n as i64);
-        match size_class(s.dtype) {
+        match s.dtype.size_in_bytes() {
             1 => launch!(self, "copy_strided_b1", grid_1d(n); sl, src, dst, n64)?,
             2 => launch!(self, "copy_strided_b2", grid_1d(n); sl, src, dst, n64)?,
             4 => launch!(self, "copy_strided_b4", grid_1d(n); sl, src, dst, n64)?,
@@ -165,7 +160,7 @@ impl MemoryOps for CudaBackend {
         }
         let (ld, ls) = (Strided::of("copy_into", dst_layout)?, Strided::of("copy_into", src_layout)?);
         let (d, s, n64) = (self.ptr(dst, 0), self.ptr(src, 0), n as i64);
-        match size_class(src.dtype) {
+        match src.dtype.size_in_bytes() {
             1 => launch!(self, "copy_into_b1", grid_1d(n); ld, d, ls, s, n64),
             2 => launch!(self, "copy_into_b2", grid_1d(n); ld, d, ls, s, n64),
             4 => launch!(self, "copy_into_b4", grid_1d(n); ld, d, ls, s, n64),

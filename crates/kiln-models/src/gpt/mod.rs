@@ -227,15 +227,12 @@ impl Gpt {
     }
 
     /// One empty [`KvCache`] per layer for `batch` sequences of up to `max_len` tokens. With a
-    /// sliding window `w` the caches are rolling buffers of at most `w − 1 +` [`PREFILL_CHUNK`]
-    /// tokens, whatever `max_len`: feed prompts longer than that in chunks (as `kiln_infer`'s
-    /// `generate` does).
+    /// sliding window `w` they are rolling buffers ([`KvCache::with_window`]): a caller that feeds
+    /// its input in chunks of at most `max_len − (w − 1)` tokens (as `kiln_infer`'s `generate`
+    /// does with [`PREFILL_CHUNK`]) may ask for fewer slots than the sequence is long.
     pub fn new_caches(&self, batch: usize, max_len: usize, device: &Device) -> Result<Vec<KvCache>> {
         let c = &self.cfg;
-        let cap = match c.sliding_window {
-            Some(w) => max_len.min(c.n_positions).min(w - 1 + PREFILL_CHUNK),
-            None => max_len.min(c.n_positions),
-        };
+        let cap = max_len.min(c.n_positions);
         (0..c.n_layer)
             .map(|_| {
                 let kv = KvCache::new(batch, c.n_kv_head, cap, c.head_dim(), DType::F32, device)?;
