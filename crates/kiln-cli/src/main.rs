@@ -234,18 +234,21 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         chunks: usize,
     },
-    /// Quantize a trained run's weight matrices to ggml blocks (Q8_0: int8 per 32 weights; Q4_1:
-    /// int4 with scale and minimum per 32; Q4_0: int4 symmetric) into a run directory that
-    /// `generate`, `perplexity` and `serve` load.
+    /// Quantize a trained run's weight matrices — ggml blocks (Q8_0: int8 per 32 weights; Q4_1:
+    /// int4 with scale and minimum per 32; Q4_0: int4 symmetric), per-channel int8 (W8A16,
+    /// W8A8) or group-wise int4 (INT4-G32/64/128) — into a run directory that `generate`,
+    /// `perplexity` and `serve` load.
     Quantize {
         /// Run directory written by `kiln train`.
         #[arg(long, default_value = "runs/default")]
         run: std::path::PathBuf,
-        /// Block type: q8_0, q4_1 or q4_0.
+        /// Format: q8_0, q4_1, q4_0 (ggml 32-blocks), w8a16, w8a8 (int8 per output channel;
+        /// activations f32 / int8 per token), int4-g32, int4-g64, int4-g128 (int4 with an f16
+        /// scale and minimum per group).
         #[arg(long = "type", default_value = "q8_0")]
         ty: String,
-        /// Block type of the token embeddings and an untied head (default: q8_0, as llama.cpp's
-        /// 4-bit mixes keep the output matrix at 6–8 bits).
+        /// Format of the token embeddings and an untied head (any --type; default q8_0, as
+        /// llama.cpp's 4-bit mixes keep the output matrix at 6–8 bits).
         #[arg(long, default_value = "q8_0")]
         embed_type: String,
         /// Output directory (created; config.json, tokenizer.json, quantized.safetensors).
@@ -322,6 +325,10 @@ enum BenchCmd {
         /// Runs of each engine, alternating (the best of each is reported: this VM is noisy).
         #[arg(long, default_value_t = 3)]
         repeats: usize,
+        /// Quantize an f32 model's matrices in memory before timing kiln (any `kiln quantize
+        /// --type`, embeddings included); the baseline keeps its own weights.
+        #[arg(long)]
+        quantize: Option<String>,
     },
     /// Continuous-batching throughput at several numbers of concurrent clients, against
     /// serving the same requests one by one (measured in the same run).
@@ -531,7 +538,7 @@ struct Gptq {
     damp: f64,
 }
 
-/// `kiln quantize`: a trained run's weights as ggml blocks in a new run directory.
+/// `kiln quantize`: a trained run's weights quantized into a new run directory.
 fn quantize(
     run: &std::path::Path,
     ty: &str,
@@ -540,11 +547,10 @@ fn quantize(
     gptq: Option<Gptq>,
 ) -> anyhow::Result<()> {
     use kiln_core::Module;
-    use kiln_formats::GgmlType;
+    use kiln_formats::quant::WeightFormat;
     let parse = |flag: &str, name: &str| {
-        GgmlType::from_name(name)
-            .filter(|t| matches!(t, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1))
-            .with_context(|| format!("{flag} {name:?}: expected q8_0, q4_1 or q4_0"))
+        WeightFormat::from_name(name)
+            .with_context(|| format!("{flag} {name:?}: expected one of {}", WeightFormat::NAMES))
     };
     let (ty, embed_ty) = (parse("--type", ty)?, parse("--embed-type", embed_ty)?);
     anyhow::ensure!(!out.join("config.json").exists(), "{} already holds a model: choose another --out", out.display());
@@ -755,9 +761,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let dev = kiln_cpu::cpu();
             println!("kiln {} — device {}, {} threads", env!("CARGO_PKG_VERSION"), dev.name(), kiln_cpu::num_threads());
         }
-        Cmd::Bench { what: BenchCmd::Generate { model, prompt, decode, no_llama, repeats } } => {
+        Cmd::Bench { what: BenchCmd::Generate { model, prompt, decode, no_llama, repeats, quantize } } => {
             let threads = kiln_cpu::num_threads();
-            let args = bench::generate::GenerateBench { model, prompt, decode, threads, no_llama, repeats };
+            let args = bench::generate::GenerateBench { model, prompt, decode, threads, no_llama, repeats, quantize };
             bench::generate::run(&args, &cpu_only(spec, "bench generate")?)?;
         }
         Cmd::Bench { what: BenchCmd::Serve { model, clients, requests, prompt, max_tokens, kv_dtype, block_size } } => {

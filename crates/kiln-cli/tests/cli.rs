@@ -45,6 +45,15 @@ fn train_resume_generate() {
     assert!(o.status.success(), "{}", stderr(&o));
     let s = String::from_utf8_lossy(&o.stdout);
     assert!(s.starts_with("the ") && s.trim_end().chars().count() >= 4 + 10, "{s:?}");
+    // kiln quantize to the group-wise / per-channel formats, then generate from the result
+    let q = dir.path().join("int4").display().to_string();
+    let o = kiln(&["quantize", "--run", &out_s, "--type", "int4-g64", "--embed-type", "w8a8", "--out", &q]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("to INT4-G64 (embeddings/head W8A8)"));
+    let o = kiln(&["generate", "--run", &q, "--prompt", "the ", "--max-new-tokens", "8", "--seed", "3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = kiln(&["quantize", "--run", &out_s, "--type", "int3", "--out", &q]);
+    assert!(!o.status.success() && stderr(&o).contains("int4-g128"), "{}", stderr(&o));
     // kiln inspect on the run: logit lens table, one heatmap per layer, a probe table.
     let pics = dir.path().join("inspect");
     let o = kiln(&[

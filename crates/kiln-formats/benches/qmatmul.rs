@@ -96,5 +96,28 @@ fn matvec(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, matvec);
+/// Every `kiln quantize` format on one (2304, 768) matrix (GPT-2's fused QKV), random weights:
+/// decoding (m = 1) and a prompt tile (m = 64), against the f32 GEMM of the same weights.
+fn formats(c: &mut Criterion) {
+    use kiln_formats::quant::{QuantWeight, WeightFormat};
+    let (rows, cols) = (2304, 768);
+    let w: Vec<f32> = (0..rows * cols).map(|i| ((i * 2654435761usize) % 1000) as f32 / 1e4 - 0.05).collect();
+    let dev = kiln_cpu::cpu();
+    let wf = Tensor::from_vec(w.clone(), &[rows, cols], &dev).unwrap();
+    for m in [1usize, 64] {
+        let mut g = c.benchmark_group(format!("formats_m{m}"));
+        g.throughput(Throughput::Elements((rows * cols * m) as u64));
+        let x: Vec<f32> = (0..m * cols).map(|i| (i as f32 * 0.37).sin()).collect();
+        let mut out = vec![0f32; m * rows];
+        for name in ["q8_0", "q4_1", "w8a16", "w8a8", "int4-g32", "int4-g128"] {
+            let q = QuantWeight::quantize(WeightFormat::from_name(name).unwrap(), rows, cols, &w).unwrap();
+            g.bench_function(name, |b| b.iter(|| q.matmul_t(black_box(&x), m, &mut out).unwrap()));
+        }
+        let xt = Tensor::from_vec(x.clone(), &[m, cols], &dev).unwrap();
+        g.bench_function("f32 (baseline)", |b| b.iter(|| no_grad(|| black_box(xt.linear(&wf, None).unwrap()))));
+        g.finish();
+    }
+}
+
+criterion_group!(benches, matvec, formats);
 criterion_main!(benches);

@@ -86,6 +86,10 @@ pub enum FormatError {
     /// without a GPTQ grid).
     #[error("GPTQ: {0}")]
     Gptq(String),
+    /// Bad input to a per-channel / group-wise integer format (shapes, non-finite weights,
+    /// parts of the wrong size, negative or non-finite scales).
+    #[error("{format}: {msg}")]
+    IntQuant { format: &'static str, msg: String },
 }
 
 impl FormatError {

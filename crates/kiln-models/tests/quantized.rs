@@ -4,8 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests fail loudly by design
 
 use kiln_core::{no_grad, Module, Tensor};
-use kiln_formats::GgmlType;
+use kiln_formats::quant::WeightFormat;
 use kiln_models::gpt::{load_quantized, save_quantized, Gpt, GptConfig};
+
+fn fmt(name: &str) -> WeightFormat {
+    WeightFormat::from_name(name).unwrap()
+}
 
 fn logits(m: &Gpt, ids: &[i64]) -> Vec<f32> {
     let dev = kiln_cpu::cpu();
@@ -28,7 +32,7 @@ fn quantized_models_track_f32_and_round_trip_through_the_file() {
         let base = Gpt::new(cfg.clone(), 5, &dev).unwrap();
         let want = logits(&base, &ids);
         let mut errs = vec![];
-        for ty in [GgmlType::Q8_0, GgmlType::Q4_1, GgmlType::Q4_0] {
+        for ty in ["q8_0", "q4_1", "q4_0"].map(fmt) {
             let mut m = base.clone();
             let q = m.quantize_weights(ty, ty).unwrap();
             // every matrix: wte (+ untied head) and 4 (GPT-2) or 5 (LLaMA) per block
@@ -61,6 +65,50 @@ fn quantized_models_track_f32_and_round_trip_through_the_file() {
     assert!(err.contains("not a kiln quantized model"), "{err}");
 }
 
+/// The per-channel int8 and group-wise int4 formats: every matrix quantized, logits close to
+/// f32 (int8 closer than int4, smaller int4 groups closer than larger ones, W8A16 closest),
+/// and the file (I8/U8 codes + F32/F16 scales and minima) reproduces the model bit for bit.
+#[test]
+fn channel_and_group_formats_track_f32_and_round_trip() {
+    let dev = kiln_cpu::cpu();
+    let dir = tempfile::tempdir().unwrap();
+    let ids: Vec<i64> = (0..24).map(|i| (i * 7 % 40) as i64).collect();
+    for cfg in [GptConfig::gpt2(40, 32, 128, 2, 4), GptConfig::llama(40, 32, 128, 2, 4, 2, 256)] {
+        let base = Gpt::new(cfg.clone(), 5, &dev).unwrap();
+        let want = logits(&base, &ids);
+        let names = ["w8a16", "w8a8", "int4-g32", "int4-g64", "int4-g128"];
+        let mut errs = vec![];
+        for name in names {
+            let mut m = base.clone();
+            let q = m.quantize_weights(fmt(name), fmt(name)).unwrap();
+            let per_block = if cfg.tie_word_embeddings { 4 } else { 5 };
+            assert_eq!(q.len(), 1 + usize::from(!cfg.tie_word_embeddings) + 2 * per_block, "{name}");
+            assert!(q.iter().all(|(_, w)| w.weight_format() == fmt(name)));
+            let got = logits(&m, &ids);
+            errs.push(rel(&got, &want));
+            let path = dir.path().join(format!("{name}.safetensors"));
+            save_quantized(&m, &q, &path).unwrap();
+            let back = load_quantized(cfg.clone(), &path, &dev).unwrap();
+            assert_eq!(logits(&back, &ids), got, "{name}: the file reproduces the in-memory model");
+            let bytes = std::fs::read(&path).unwrap();
+            let cut = dir.path().join("cut.safetensors");
+            std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
+            assert!(load_quantized(cfg.clone(), &cut, &dev).is_err());
+        }
+        println!("{:?}: relative logits error {:?} for {names:?}", cfg.mlp, errs);
+        assert!(errs[0] < 0.02 && errs[0] <= errs[1], "{errs:?}");
+        assert!(errs[1] < errs[2] && errs[2] < errs[4] && errs[4] < 0.4, "{errs:?}");
+        // GPTQ writes the same formats (here "4-bit, group size 128"), and they load back
+        let calib = vec![Tensor::from_vec(ids.clone(), &[1, 24], &dev).unwrap()];
+        let mut g = base.clone();
+        let q = g.quantize_gptq(fmt("int4-g128"), fmt("w8a16"), &calib, 0.01).unwrap();
+        assert!(q.iter().all(|(n, w)| w.weight_format() == fmt(if n.contains(".h.") { "int4-g128" } else { "w8a16" })));
+        let path = dir.path().join("gptq-int4.safetensors");
+        save_quantized(&g, &q, &path).unwrap();
+        assert_eq!(logits(&load_quantized(cfg.clone(), &path, &dev).unwrap(), &ids), logits(&g, &ids));
+    }
+}
+
 /// Mean squared difference.
 fn mse(a: &[f32], b: &[f32]) -> f64 {
     a.iter().zip(b).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>() / a.len() as f64
@@ -87,11 +135,11 @@ fn gptq_tracks_f32_better_than_round_to_nearest() {
     for cfg in [GptConfig::gpt2(40, 32, 64, 2, 4), GptConfig::llama(40, 32, 64, 2, 4, 2, 128)] {
         let base = Gpt::new(cfg.clone(), 11, &dev).unwrap();
         let want = logits(&base, &held_out);
-        for ty in [GgmlType::Q4_0, GgmlType::Q4_1] {
+        for ty in ["q4_0", "q4_1", "int4-g32"].map(fmt) {
             let mut rtn = base.clone();
-            let n_rtn = rtn.quantize_weights(ty, GgmlType::Q8_0).unwrap().len();
+            let n_rtn = rtn.quantize_weights(ty, fmt("q8_0")).unwrap().len();
             let mut gptq = base.clone();
-            let q = gptq.quantize_gptq(ty, GgmlType::Q8_0, &calib, 0.01).unwrap();
+            let q = gptq.quantize_gptq(ty, fmt("q8_0"), &calib, 0.01).unwrap();
             assert_eq!(q.len(), n_rtn, "{ty:?}: the same matrices are quantized");
             let (e_rtn, e_gptq) = (mse(&logits(&rtn, &held_out), &want), mse(&logits(&gptq, &held_out), &want));
             println!("{:?} {ty:?}: logits MSE round-to-nearest {e_rtn:.3e}, GPTQ {e_gptq:.3e}", cfg.mlp);
@@ -101,8 +149,8 @@ fn gptq_tracks_f32_better_than_round_to_nearest() {
             let back = load_quantized(cfg.clone(), &path, &dev).unwrap();
             assert_eq!(logits(&back, &held_out), logits(&gptq, &held_out));
             // An already quantized model has nothing left to quantize (and no f32 weight to read).
-            assert!(gptq.clone().quantize_gptq(ty, GgmlType::Q8_0, &calib, 0.01).unwrap().is_empty());
+            assert!(gptq.clone().quantize_gptq(ty, fmt("q8_0"), &calib, 0.01).unwrap().is_empty());
         }
-        assert!(base.clone().quantize_gptq(GgmlType::Q4_0, GgmlType::Q8_0, &[], 0.01).is_err());
+        assert!(base.clone().quantize_gptq(fmt("q4_0"), fmt("q8_0"), &[], 0.01).is_err());
     }
 }

@@ -27,6 +27,8 @@ pub struct GenerateBench {
     pub no_llama: bool,
     /// Runs of each engine (alternating); the best is reported.
     pub repeats: usize,
+    /// A `kiln quantize --type` format to quantize kiln's copy of the model to first.
+    pub quantize: Option<String>,
 }
 
 const LLAMA_SCRIPT: &str = r#"
@@ -70,7 +72,15 @@ pub fn run(args: &GenerateBench, device: &Device) -> Result<()> {
     let path = args.model.clone().unwrap_or_else(default_model);
     anyhow::ensure!(path.exists(), "{} is missing (run `python3 tools/fetch_models.py smollm2`)", path.display());
     anyhow::ensure!(args.prompt > 0 && args.decode > 0, "--prompt and --decode must be positive");
-    let m = generate::load_model(&path, device)?;
+    let mut m = generate::load_model(&path, device)?;
+    if let Some(name) = &args.quantize {
+        let fmt = kiln_formats::quant::WeightFormat::from_name(name).with_context(|| {
+            format!("--quantize {name:?}: expected one of {}", kiln_formats::quant::WeightFormat::NAMES)
+        })?;
+        let q = m.model.quantize_weights(fmt, fmt)?;
+        anyhow::ensure!(!q.is_empty(), "--quantize {name}: no f32 matrix of this model fits the format");
+        println!("kiln's copy: {} matrices quantized to {}", q.len(), fmt.name());
+    }
     let n = m.model.cfg.n_positions;
     anyhow::ensure!(args.prompt + args.decode <= n, "prompt + decode exceed the model's context of {n}");
     // bytes of weights streamed per decoded token: f32 parameters + quantized matrices

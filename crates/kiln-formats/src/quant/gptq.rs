@@ -17,17 +17,21 @@
 //!     w_k -= e · U_jk   for k > j
 //! ```
 //!
-//! The grids are ggml's 32-weight blocks ([`BlockGrid`]), chosen when the sweep reaches a
-//! block's first column from the weights as updated so far (GPTQ's group-wise mode, "groupsize
-//! 32"), so the output is an ordinary Q8_0 / Q4_0 / Q4_1 matrix for the integer kernels.
+//! The grids are ggml's 32-weight blocks ([`BlockGrid`]) or the INT4 groups of 32/64/128,
+//! chosen when the sweep reaches a group's first column from the weights as updated so far
+//! (GPTQ's group-wise mode, "groupsize 32/128"), or one int8 scale per row fixed before the sweep
+//! (its per-channel mode, W8A16/W8A8); the output is an ordinary matrix of that format for the
+//! integer kernels.
 //! Dampening adds `λ·mean(diag H)` to the diagonal (λ = 0.01 in the paper); inputs that never
 //! fire (`H_jj = 0`) get `H_jj = 1` and weight 0, as the reference implementation does. Rows are
 //! independent given `U`: they are swept in tiles of [`ROW_TILE`] (one row of `U` serves the
 //! whole tile from L1) in parallel.
 
+use super::int_matrix::{int4_code, int4_grid, IntFormat, IntMatrix};
 use super::quantize::BlockGrid;
-use super::{GgmlType, QMatrix, QK};
+use super::{GgmlType, QMatrix, QuantWeight, WeightFormat, QK};
 use crate::{FormatError, Result};
+use half::f16;
 use rayon::prelude::*;
 
 /// Rows swept together: each `U` row is read once per tile.
@@ -112,9 +116,91 @@ pub fn gptq_quantize(ty: GgmlType, rows: usize, cols: usize, w: &[f32], gram: &[
     if !matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1) {
         return Err(bad(format!("{ty} has no GPTQ grid (Q8_0, Q4_0, Q4_1)")));
     }
-    if w.len() != rows * cols || gram.len() != cols * cols || !cols.is_multiple_of(QK) {
+    let swept = sweep(rows, cols, QK, w, gram, damp, |x| Ok(BlockGrid::of(ty, x)?.stored()), BlockGrid::nearest)?;
+    let row_bytes = cols / QK * ty.type_size();
+    let mut data = vec![0u8; rows * row_bytes];
+    for ((codes, grids), out) in swept.iter().zip(data.chunks_exact_mut(row_bytes)) {
+        for ((c, g), o) in codes.chunks_exact(QK).zip(grids).zip(out.chunks_exact_mut(ty.type_size())) {
+            g.write_block(c, o);
+        }
+    }
+    QMatrix::new(ty, rows, cols, data)
+}
+
+/// GPTQ to any [`WeightFormat`]: ggml's blocks as [`gptq_quantize`]; per-channel int8 (W8A16,
+/// W8A8) with each row's scale fixed from the whole row before the sweep (GPTQ's per-channel
+/// mode); INT4-G*g* with each group's scale and minimum chosen when the sweep reaches it (its
+/// group-wise mode, e.g. the usual "4-bit, group size 128").
+pub fn gptq_quantize_weight(
+    fmt: WeightFormat,
+    rows: usize,
+    cols: usize,
+    w: &[f32],
+    gram: &[f64],
+    damp: f64,
+) -> Result<QuantWeight> {
+    let f = match fmt {
+        WeightFormat::Blocks(ty) => return Ok(gptq_quantize(ty, rows, cols, w, gram, damp)?.into()),
+        WeightFormat::Int(f) => f,
+    };
+    let parts: Vec<Vec<u8>> = match f {
+        IntFormat::Int4 { group } => {
+            let choose = |x: &[f32]| {
+                let (d, m) = int4_grid(x);
+                Ok((d.to_f32(), m.to_f32()))
+            };
+            let nearest = |&(d, m): &(f32, f32), v: f32| {
+                let c = int4_code(v, d, m);
+                (c, c as f32 * d + m)
+            };
+            let swept = sweep(rows, cols, group, w, gram, damp, choose, nearest)?;
+            let mut codes = Vec::with_capacity(rows * cols / 2);
+            let (mut ds, mut ms) = (Vec::new(), Vec::new());
+            for (c, grids) in &swept {
+                for blk in c.chunks_exact(QK) {
+                    codes.extend((0..QK / 2).map(|j| blk[j] | (blk[j + QK / 2] << 4)));
+                }
+                for &(d, m) in grids {
+                    ds.extend(f16::from_f32(d).to_le_bytes());
+                    ms.extend(f16::from_f32(m).to_le_bytes());
+                }
+            }
+            vec![codes, ds, ms]
+        }
+        _ => {
+            let choose = |x: &[f32]| Ok(x.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0);
+            let nearest = |&s: &f32, v: f32| {
+                let c = if s > 0.0 { (v / s).round().clamp(-127.0, 127.0) } else { 0.0 };
+                ((c as i8) as u8, c * s)
+            };
+            let swept = sweep(rows, cols, cols, w, gram, damp, choose, nearest)?;
+            let codes = swept.iter().flat_map(|(c, _)| c.iter().copied()).collect();
+            let scales = swept.iter().flat_map(|(_, g)| g[0].to_le_bytes()).collect();
+            vec![codes, scales]
+        }
+    };
+    let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    Ok(QuantWeight::Int(IntMatrix::from_parts(f, rows, cols, &refs)?))
+}
+
+/// Checks the inputs, factors the Hessian and sweeps every row in tiles of [`ROW_TILE`] in
+/// parallel: per row, the code of every weight and the grid of every `group` consecutive
+/// weights (`choose` picks a grid from the group's current values, `nearest` rounds one value
+/// on it and gives the value it stands for).
+#[allow(clippy::too_many_arguments)] // the sweep's inputs plus the two grid functions
+fn sweep<G: Send>(
+    rows: usize,
+    cols: usize,
+    group: usize,
+    w: &[f32],
+    gram: &[f64],
+    damp: f64,
+    choose: impl Fn(&[f32]) -> Result<G> + Sync,
+    nearest: impl Fn(&G, f32) -> (u8, f32) + Sync,
+) -> Result<Vec<(Vec<u8>, Vec<G>)>> {
+    if w.len() != rows * cols || gram.len() != cols * cols || group == 0 || !cols.is_multiple_of(group) {
         return Err(bad(format!(
-            "weights {} for ({rows}, {cols}), Gram matrix {} for ({cols}, {cols}); cols must be a multiple of {QK}",
+            "weights {} for ({rows}, {cols}), Gram matrix {} for ({cols}, {cols}); cols must be a multiple of {group}",
             w.len(),
             gram.len()
         )));
@@ -123,43 +209,46 @@ pub fn gptq_quantize(ty: GgmlType, rows: usize, cols: usize, w: &[f32], gram: &[
         return Err(bad(format!("dampening {damp} and the Gram matrix must be finite and non-negative")));
     }
     let (u, dead) = inverse_factor(gram, cols, damp)?;
-    let row_bytes = cols / QK * ty.type_size();
-    let mut data = vec![0u8; rows * row_bytes];
-    data.par_chunks_mut(ROW_TILE * row_bytes)
-        .zip(w.par_chunks(ROW_TILE * cols))
-        .try_for_each(|(out, w)| sweep_tile(ty, cols, w, &u, &dead, out))?;
-    QMatrix::new(ty, rows, cols, data)
+    let tiles: Vec<Vec<(Vec<u8>, Vec<G>)>> = w
+        .par_chunks(ROW_TILE * cols)
+        .map(|t| sweep_tile(cols, group, t, &u, &dead, &choose, &nearest))
+        .collect::<Result<_>>()?;
+    Ok(tiles.into_iter().flatten().collect())
 }
 
-/// The GPTQ sweep over a tile of rows `w` (≤ ROW_TILE rows of `cols`), writing their blocks.
-fn sweep_tile(ty: GgmlType, cols: usize, w: &[f32], u: &[f64], dead: &[bool], out: &mut [u8]) -> Result<()> {
+/// The GPTQ sweep over a tile of rows `w` (≤ ROW_TILE rows of `cols`): each row's codes and
+/// group grids.
+fn sweep_tile<G>(
+    cols: usize,
+    group: usize,
+    w: &[f32],
+    u: &[f64],
+    dead: &[bool],
+    choose: &impl Fn(&[f32]) -> Result<G>,
+    nearest: &impl Fn(&G, f32) -> (u8, f32),
+) -> Result<Vec<(Vec<u8>, Vec<G>)>> {
     let n_rows = w.len() / cols;
-    let row_bytes = out.len() / n_rows;
     // Working copies (f64) with dead inputs zeroed.
     let mut work: Vec<Vec<f64>> = w
         .chunks_exact(cols)
         .map(|r| r.iter().zip(dead).map(|(&x, &d)| if d { 0.0 } else { x as f64 }).collect())
         .collect();
-    let mut grids = vec![BlockGrid { ty, d: 0.0, m: 0.0 }; n_rows];
-    let mut codes = vec![[0u8; QK]; n_rows];
-    let mut scratch = [0f32; QK];
+    let mut out: Vec<(Vec<u8>, Vec<G>)> =
+        (0..n_rows).map(|_| (vec![0u8; cols], Vec::with_capacity(cols / group))).collect();
+    let mut scratch = vec![0f32; group];
     let mut err = [0f64; ROW_TILE];
     for j in 0..cols {
-        let (blk, pos) = (j / QK, j % QK);
         for r in 0..n_rows {
-            if pos == 0 {
-                for (s, &x) in scratch.iter_mut().zip(&work[r][j..j + QK]) {
+            if j % group == 0 {
+                for (s, &x) in scratch.iter_mut().zip(&work[r][j..j + group]) {
                     *s = x as f32;
                 }
-                grids[r] = BlockGrid::of(ty, &scratch)?.stored();
+                out[r].1.push(choose(&scratch)?);
             }
-            let (code, q) = grids[r].nearest(work[r][j] as f32);
-            codes[r][pos] = code;
+            let grid = out[r].1.last().ok_or_else(|| bad("no grid".into()))?;
+            let (code, q) = nearest(grid, work[r][j] as f32);
+            out[r].0[j] = code;
             err[r] = (work[r][j] - q as f64) / u[j * cols + j];
-            if pos == QK - 1 {
-                let at = r * row_bytes + blk * ty.type_size();
-                grids[r].write_block(&codes[r], &mut out[at..at + ty.type_size()]);
-            }
         }
         let uj = &u[j * cols + j + 1..(j + 1) * cols];
         for (r, row) in work.iter_mut().enumerate() {
@@ -169,7 +258,7 @@ fn sweep_tile(ty: GgmlType, cols: usize, w: &[f32], u: &[f64], dead: &[bool], ou
             }
         }
     }
-    Ok(())
+    Ok(out)
 }
 
 #[cfg(test)]

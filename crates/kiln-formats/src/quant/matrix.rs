@@ -160,6 +160,37 @@ fn transpose_into(src: &[f32], rows: usize, m: usize, out: &mut [f32]) {
     }
 }
 
+/// Weight rows per parallel task of a product: two tasks per thread (fork/join costs
+/// microseconds, a decoding product takes tens), a multiple of 4 (the kernels' row tile), at
+/// least 16 rows.
+fn rows_per_task(rows: usize) -> usize {
+    rows.div_ceil(2 * rayon::current_num_threads()).next_multiple_of(4).max(16)
+}
+
+/// The parallel skeleton of a quantized `out (m, rows) = x (m, cols) · Wᵀ`: the weight rows
+/// are split into tasks over rayon's pool and `f(r0, chunk)` fills `chunk`, the rows `r0 ..
+/// r0 + chunk.len()/m` of the (rows, m) product, row-major (each weight row is read once and
+/// dotted with all m activation rows); then the product is transposed into `out` (for m = 1
+/// the layouts agree and `f` writes `out` directly). Returns whether every task returned true.
+pub(super) fn split_rows_t(
+    rows: usize,
+    m: usize,
+    out: &mut [f32],
+    f: impl Fn(usize, &mut [f32]) -> bool + Sync,
+) -> bool {
+    if m == 0 || rows == 0 {
+        return true;
+    }
+    let per_task = rows_per_task(rows);
+    if m == 1 {
+        return out.par_chunks_mut(per_task).enumerate().all(|(t, o)| f(t * per_task, o));
+    }
+    let mut rows_major = vec![0f32; rows * m]; // (rows, m)
+    let ok = rows_major.par_chunks_mut(per_task * m).enumerate().all(|(t, c)| f(t * per_task, c));
+    transpose_into(&rows_major, rows, m, out);
+    ok
+}
+
 impl QuantMatrix for QMatrix {
     fn shape(&self) -> (usize, usize) {
         (self.rows, self.cols)
@@ -185,9 +216,6 @@ impl QuantMatrix for QMatrix {
         if m == 0 {
             return Ok(());
         }
-        // rows per task: two tasks per thread (fork/join costs microseconds, a decoding product
-        // takes tens), a multiple of 4 (the kernels' row tile), at least 16 rows
-        let per_task = rows.div_ceil(2 * rayon::current_num_threads()).next_multiple_of(4).max(16);
         if has_int_kernel(self.ty) {
             // activations quantized once; each weight row streamed once and dotted with all m rows
             let xq: Vec<Q8Row> = x
@@ -199,35 +227,23 @@ impl QuantMatrix for QMatrix {
                 })
                 .collect();
             let rb = self.row_bytes;
-            let run = |t: usize, chunk: &mut [f32]| {
-                let r0 = t * per_task;
-                let n = chunk.len() / m;
-                dot_rows(self.ty, &self.data[r0 * rb..(r0 + n) * rb], &xq, chunk)
-            };
-            if m == 1 {
-                // (rows, 1) is already out's layout
-                let ok = out.par_chunks_mut(per_task).enumerate().all(|(t, o)| run(t, o));
-                return check_kernel(ok, self.ty);
-            }
-            let mut rows_major = vec![0f32; rows * m]; // (rows, m)
-            let ok = rows_major.par_chunks_mut(per_task * m).enumerate().all(|(t, c)| run(t, c));
-            transpose_into(&rows_major, rows, m, out);
+            let ok = split_rows_t(rows, m, out, |r0, chunk| {
+                dot_rows(self.ty, &self.data[r0 * rb..(r0 + chunk.len() / m) * rb], &xq, chunk)
+            });
             return check_kernel(ok, self.ty);
         }
         // other types: each weight row dequantized once into a per-task scratch row
-        let mut rows_major = vec![0f32; rows * m];
-        rows_major.par_chunks_mut(per_task * m).enumerate().try_for_each(|(t, chunk)| {
+        let ok = split_rows_t(rows, m, out, |r0, chunk| {
             let mut w = vec![0f32; cols];
-            for (j, res) in chunk.chunks_mut(m).enumerate() {
-                dequantize_row_into(self.ty, self.row(t * per_task + j), &mut w)?;
+            chunk.chunks_mut(m).enumerate().all(|(j, res)| {
+                let ok = dequantize_row_into(self.ty, self.row(r0 + j), &mut w).is_ok();
                 for (i, o) in res.iter_mut().enumerate() {
                     *o = dot(&x[i * cols..(i + 1) * cols], &w);
                 }
-            }
-            Ok::<(), FormatError>(())
-        })?;
-        transpose_into(&rows_major, rows, m, out);
-        Ok(())
+                ok
+            })
+        });
+        check_kernel(ok, self.ty)
     }
 
     fn dequantize_row(&self, r: usize, out: &mut [f32]) -> kiln_core::Result<()> {

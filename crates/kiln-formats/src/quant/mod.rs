@@ -14,6 +14,9 @@
 mod float;
 mod ggml_type;
 mod gptq;
+#[cfg(target_arch = "x86_64")]
+mod int_avx2;
+mod int_matrix;
 mod kquants;
 mod legacy;
 mod matrix;
@@ -21,11 +24,14 @@ mod quantize;
 pub mod vec_dot;
 #[cfg(target_arch = "x86_64")]
 mod vec_dot_avx2;
+mod weight;
 
 pub use ggml_type::{GgmlType, QK, QK_K};
-pub use gptq::gptq_quantize;
+pub use gptq::{gptq_quantize, gptq_quantize_weight};
+pub use int_matrix::{dot_int4_scalar, dot_w8a16_scalar, dot_w8a8_scalar, IntFormat, IntMatrix, TokenQ8, INT4_GROUPS};
 pub use matrix::QMatrix;
 pub use quantize::{quantize, quantize_row_into, BlockGrid};
+pub use weight::{QuantWeight, StoredPart, WeightFormat};
 
 use crate::error::{FormatError, Result};
 use rayon::prelude::*;

@@ -29,7 +29,7 @@ const PANEL: usize = 16;
 /// Horizontal sum of 8 lanes.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn hsum(v: __m256) -> f32 {
+pub(super) unsafe fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)))
@@ -38,7 +38,7 @@ unsafe fn hsum(v: __m256) -> f32 {
 /// The f16 at `p` as f32.
 #[inline]
 #[target_feature(enable = "avx2,f16c")]
-unsafe fn f16_at(p: *const u8) -> f32 {
+pub(super) unsafe fn f16_at(p: *const u8) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(std::ptr::read_unaligned(p as *const u16) as i32)))
 }
 
@@ -52,7 +52,7 @@ unsafe fn f16x8(p: *const u8) -> __m256 {
 /// A Q4_1 block's 16 bytes of nibbles at `p` as 32 unsigned bytes (low nibbles, then high).
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn nibbles(p: *const u8) -> __m256i {
+pub(super) unsafe fn nibbles(p: *const u8) -> __m256i {
     let nib = _mm_loadu_si128(p as *const __m128i);
     let low = _mm_set1_epi8(0x0F);
     _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(nib, 4), low), _mm_and_si128(nib, low))
@@ -72,7 +72,7 @@ unsafe fn load_block(q4: bool, p: *const u8) -> __m256i {
 /// Σ u·v of 32 unsigned bytes `u` and 32 signed activations at `q`, as 8 f32 lanes.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn dot_u8(u: __m256i, q: *const i8) -> __m256 {
+pub(super) unsafe fn dot_u8(u: __m256i, q: *const i8) -> __m256 {
     let v = _mm256_loadu_si256(q as *const __m256i);
     _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(u, v), _mm256_set1_epi16(1)))
 }

@@ -2,9 +2,9 @@
 //! weight matrices are quantized one block at a time, each from the Gram matrix `Σ x·xᵀ` of the
 //! inputs it sees on calibration text ([`kiln_nn::InputGram`]) with the earlier blocks already
 //! quantized — GPTQ's sequential mode, so each block learns to compensate the error of the ones
-//! before it. The per-matrix solver is [`kiln_formats::quant::gptq_quantize`]; the output is
-//! the same ggml blocks as round-to-nearest ([`Gpt::quantize_weights`]), loaded and multiplied
-//! by the same kernels.
+//! before it. The per-matrix solver is [`kiln_formats::quant::gptq_quantize_weight`]; the output
+//! is the same format as round-to-nearest's ([`Gpt::quantize_weights`]: ggml blocks, per-channel
+//! int8 or group-wise int4), loaded and multiplied by the same kernels.
 //!
 //! Token embeddings (also the tied head) and an untied head are rounded to nearest at
 //! `embed_ty`, as in the GPTQ paper, which leaves embeddings and head at full precision.
@@ -12,9 +12,7 @@
 use super::quantized::{is_embedding, Slot};
 use super::Gpt;
 use kiln_core::{no_grad, Error, Result, Tensor};
-use kiln_formats::quant::gptq_quantize;
-use kiln_formats::quant::QK;
-use kiln_formats::{GgmlType, QMatrix};
+use kiln_formats::quant::{gptq_quantize_weight, QuantWeight, WeightFormat};
 use kiln_nn::InputGram;
 use std::sync::Arc;
 
@@ -29,11 +27,11 @@ impl Gpt {
     /// quantized matrices by parameter name, as [`Gpt::quantize_weights`] does.
     pub fn quantize_gptq(
         &mut self,
-        ty: GgmlType,
-        embed_ty: GgmlType,
+        ty: WeightFormat,
+        embed_ty: WeightFormat,
         calib: &[Tensor],
         damp: f64,
-    ) -> Result<Vec<(String, Arc<QMatrix>)>> {
+    ) -> Result<Vec<(String, Arc<QuantWeight>)>> {
         if calib.is_empty() {
             return Err(bad("no calibration batches".into()));
         }
@@ -47,7 +45,11 @@ impl Gpt {
             for (name, slot) in self.weight_slots() {
                 let Slot::Linear(l) = slot else { continue };
                 let d = l.weight.dims();
-                if name.starts_with(&prefix) && l.quant.is_none() && d.len() == 2 && d[1].is_multiple_of(QK) {
+                if name.starts_with(&prefix)
+                    && l.quant.is_none()
+                    && d.len() == 2
+                    && d[1].is_multiple_of(ty.row_multiple())
+                {
                     let g = Arc::new(InputGram::new(d[1]));
                     l.calibration = Some(g.clone());
                     grams.push((name, g));
@@ -66,7 +68,8 @@ impl Gpt {
                 let (rows, cols) = (l.weight.dims()[0], l.weight.dims()[1]);
                 let (gram, _) = g.get()?;
                 let w = l.weight.contiguous()?.to_vec::<f32>()?;
-                let q = gptq_quantize(ty, rows, cols, &w, &gram, damp).map_err(|e| bad(format!("{name}: {e}")))?;
+                let q =
+                    gptq_quantize_weight(ty, rows, cols, &w, &gram, damp).map_err(|e| bad(format!("{name}: {e}")))?;
                 let q = Arc::new(q);
                 l.quantize(q.clone())?;
                 out.push((name, q));

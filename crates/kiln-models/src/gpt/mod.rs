@@ -264,8 +264,9 @@ impl Gpt {
         let mut lins = vec![];
         for blk in &self.h {
             lins.extend([&blk.attn.c_attn, &blk.attn.c_proj]);
-            if let FeedForward::SwiGlu(s) = &blk.mlp {
-                lins.extend([&s.gate, &s.up, &s.down]);
+            match &blk.mlp {
+                FeedForward::Mlp(m) => lins.extend([&m.fc, &m.proj]),
+                FeedForward::SwiGlu(s) => lins.extend([&s.gate, &s.up, &s.down]),
             }
         }
         lins.extend(self.lm_head.iter());

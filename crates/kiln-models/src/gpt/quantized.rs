@@ -1,25 +1,28 @@
 //! Post-training weight quantization of a [`Gpt`] (book ch. 22 "quantization"; notes 002/004):
 //! every weight matrix — token embeddings (which are also the tied head), each block's
-//! attention and MLP projections, an untied head — becomes ggml blocks of 32 weights
-//! ([`kiln_formats::quant::quantize`]):
+//! attention and MLP projections, an untied head — is rounded to one of the
+//! [`WeightFormat`]s:
 //!
-//! - `Q8_0`: int8 with one scale per 32 weights (symmetric, W8 with 8-bit activations in the
-//!   integer kernels: the "W8A8 with dynamic activation scales" of the notes, per 32-block);
-//! - `Q4_1`: int4 with a scale and a minimum per group of 32 (asymmetric, group-wise);
-//! - `Q4_0`: int4 symmetric per group of 32.
+//! - ggml's 32-blocks: `Q8_0` (int8, one scale per 32, 8-bit activations per block in the
+//!   integer kernels), `Q4_1` (int4 with a scale and a minimum per 32: asymmetric), `Q4_0` (int4
+//!   symmetric per 32);
+//! - per-channel int8: `W8A16` (one scale per output row, activations unquantized) and `W8A8`
+//!   (the same weights with activations quantized per token on the fly);
+//! - group-wise int4: `INT4-G32/64/128` (an f16 scale and minimum per group: asymmetric).
 //!
 //! Learned positions, norms and biases stay f32 (they are < 2 % of a small model's bytes and
-//! the most sensitive). Matrices whose rows are not whole 32-blocks stay f32 too.
+//! the most sensitive). Matrices whose rows are not whole blocks/groups stay f32 too.
 //!
-//! File format (`quantized.safetensors`): each quantized matrix as a `U8` tensor of its ggml
-//! blocks under its parameter name, with metadata `kiln.quant.<name>` = `"<TYPE> <rows> <cols>"`;
-//! the other parameters as `F32`. Written atomically (temporary file, then rename).
+//! File format (`quantized.safetensors`): each quantized matrix's tensors under its parameter
+//! name ([`QuantWeight::tensors`]: ggml blocks as `U8`; int8 codes `I8` + `.scales`; int4 nibbles
+//! `U8` + `.scales`/`.mins` `F16`), with metadata `kiln.quant.<name>` = `"<FORMAT> <rows>
+//! <cols>"`; the other parameters as `F32`. Written atomically (temporary file, then rename).
 
 use super::{FeedForward, Gpt, GptConfig};
 use kiln_core::module::Module;
 use kiln_core::quant::QuantMatrix;
 use kiln_core::{Device, Error, Result, Tensor};
-use kiln_formats::{GgmlType, QMatrix};
+use kiln_formats::quant::{QuantWeight, WeightFormat};
 use kiln_nn::{Embedding, Linear};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
@@ -72,14 +75,18 @@ impl Gpt {
     }
 
     /// Quantizes the weight matrices in place, freeing their f32 copies: the token embeddings
-    /// and an untied head to `embed_ty`, every other matrix to `ty` (each Q8_0, Q4_0 or Q4_1).
+    /// and an untied head to `embed_ty`, every other matrix to `ty`.
     /// Returns the quantized matrices by parameter name (what [`save_quantized`] writes).
-    /// Matrices already quantized, or whose rows are not whole 32-blocks, are skipped.
+    /// Matrices already quantized, or whose rows are not whole blocks/groups, are skipped.
     ///
     /// Embeddings and head apart: like llama.cpp's 4-bit mixes (which keep `output.weight` at 6–8
     /// bits), because the head's error lands on every logit directly — on a char-level model,
     /// 4-bit embeddings alone cost more perplexity than all the other matrices at 4 bits.
-    pub fn quantize_weights(&mut self, ty: GgmlType, embed_ty: GgmlType) -> Result<Vec<(String, Arc<QMatrix>)>> {
+    pub fn quantize_weights(
+        &mut self,
+        ty: WeightFormat,
+        embed_ty: WeightFormat,
+    ) -> Result<Vec<(String, Arc<QuantWeight>)>> {
         self.round_to_nearest(|name| Some(if is_embedding(name) { embed_ty } else { ty }))
     }
 
@@ -87,17 +94,17 @@ impl Gpt {
     /// those already quantized, and those whose rows are not whole blocks).
     pub(super) fn round_to_nearest(
         &mut self,
-        type_of: impl Fn(&str) -> Option<GgmlType>,
-    ) -> Result<Vec<(String, Arc<QMatrix>)>> {
+        type_of: impl Fn(&str) -> Option<WeightFormat>,
+    ) -> Result<Vec<(String, Arc<QuantWeight>)>> {
         let params: HashMap<String, Tensor> = self.named_parameters().into_iter().collect();
         let mut out = Vec::new();
         for (name, mut slot) in self.weight_slots() {
             let (Some(w), Some(ty)) = (params.get(&name), type_of(&name)) else { continue };
             let d = w.dims().to_vec();
-            if d.len() != 2 || !d[1].is_multiple_of(ty.block_size()) {
+            if d.len() != 2 || !d[1].is_multiple_of(ty.row_multiple()) {
                 continue;
             }
-            let q = QMatrix::quantize(ty, d[0], d[1], &w.contiguous()?.to_vec::<f32>()?)
+            let q = QuantWeight::quantize(ty, d[0], d[1], &w.contiguous()?.to_vec::<f32>()?)
                 .map_err(|e| bad(format!("{name}: {e}")))?;
             let q = Arc::new(q);
             slot.quantize(q.clone())?;
@@ -114,32 +121,26 @@ pub(super) fn is_embedding(name: &str) -> bool {
 
 /// Writes `model` (quantized by [`Gpt::quantize_weights`], which returned `quantized`) to
 /// `path` as described in the module docs.
-pub fn save_quantized(model: &Gpt, quantized: &[(String, Arc<QMatrix>)], path: &Path) -> Result<()> {
+pub fn save_quantized(model: &Gpt, quantized: &[(String, Arc<QuantWeight>)], path: &Path) -> Result<()> {
     let io = |e: std::io::Error| bad(format!("writing {}: {e}", path.display()));
-    let blocks: Vec<(String, Vec<u8>, String)> = quantized
-        .iter()
-        .map(|(n, q)| {
-            let (rows, cols) = q.shape();
-            (n.clone(), q.to_ggml_bytes(), format!("{} {rows} {cols}", q.ggml_type().name()))
-        })
-        .collect();
-    let floats: Vec<(String, Vec<usize>, Vec<u8>)> = model
-        .named_parameters()
-        .into_iter()
-        .map(|(n, t)| {
-            let v = t.contiguous()?.to_vec::<f32>()?;
-            Ok((n, t.dims().to_vec(), v.iter().flat_map(|x| x.to_le_bytes()).collect()))
-        })
-        .collect::<Result<_>>()?;
-    let mut views: Vec<(String, TensorView)> = Vec::new();
+    let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut meta = HashMap::from([("kiln.format".to_string(), "quantized-gpt-v1".to_string())]);
-    for (n, bytes, desc) in &blocks {
-        views.push((n.clone(), TensorView::new(Dtype::U8, vec![bytes.len()], bytes).map_err(|e| bad(e.to_string()))?));
-        meta.insert(format!("kiln.quant.{n}"), desc.clone());
+    for (n, q) in quantized {
+        for p in q.tensors().map_err(|e| bad(format!("{n}: {e}")))? {
+            tensors.push((format!("{n}{}", p.suffix), p.dtype, p.shape, p.bytes));
+        }
+        meta.insert(format!("kiln.quant.{n}"), q.describe());
     }
-    for (n, shape, bytes) in &floats {
-        views.push((n.clone(), TensorView::new(Dtype::F32, shape.clone(), bytes).map_err(|e| bad(e.to_string()))?));
+    for (n, t) in model.named_parameters() {
+        let v = t.contiguous()?.to_vec::<f32>()?;
+        tensors.push((n, Dtype::F32, t.dims().to_vec(), v.iter().flat_map(|x| x.to_le_bytes()).collect()));
     }
+    let views = tensors
+        .iter()
+        .map(|(n, d, shape, bytes)| {
+            Ok((n.clone(), TensorView::new(*d, shape.clone(), bytes).map_err(|e| bad(e.to_string()))?))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let data = safetensors::tensor::serialize(views, Some(meta)).map_err(|e| bad(e.to_string()))?;
     let tmp = path.with_extension("safetensors.tmp");
     std::fs::write(&tmp, data).map_err(io)?;
@@ -162,26 +163,23 @@ pub fn load_quantized(cfg: GptConfig, path: &Path, device: &Device) -> Result<Gp
         let _skip = kiln_nn::SkipInitGuard::new();
         Gpt::new(cfg, 0, device)?
     };
-    let mut used = 0;
+    let (mut used, mut matched) = (0, 0); // tensors read, quantized matrices placed
     for (name, mut slot) in model.weight_slots() {
         let Some(desc) = meta.get(&format!("kiln.quant.{name}")) else { continue };
-        let parts: Vec<&str> = desc.split_whitespace().collect();
-        let parsed = match parts.as_slice() {
-            [t, r, c] => GgmlType::from_name(t).zip(r.parse::<usize>().ok()).zip(c.parse::<usize>().ok()),
-            _ => None,
+        let get = |suffix: &str| {
+            let view = st
+                .tensor(&format!("{name}{suffix}"))
+                .map_err(|e| kiln_formats::FormatError::TensorNotFound(format!("{name}{suffix} ({e})")))?;
+            used += 1;
+            Ok((view.dtype(), view.shape().to_vec(), view.data()))
         };
-        let ((ty, rows), cols) = parsed.ok_or_else(|| bad(format!("{name}: bad quantization metadata {desc:?}")))?;
-        let view = st.tensor(&name).map_err(|e| bad(format!("{name}: {e}")))?;
-        if view.dtype() != Dtype::U8 {
-            return Err(bad(format!("{name}: quantized blocks must be U8, found {:?}", view.dtype())));
-        }
-        let q = QMatrix::new(ty, rows, cols, view.data().to_vec()).map_err(|e| bad(format!("{name}: {e}")))?;
+        let q = QuantWeight::from_tensors(desc, get).map_err(|e| bad(format!("{name}: {e}")))?;
         slot.quantize(Arc::new(q)).map_err(|e| bad(format!("{name}: {e}")))?;
-        used += 1;
+        matched += 1;
     }
     let quant_entries = meta.keys().filter(|k| k.starts_with("kiln.quant.")).count();
-    if used != quant_entries {
-        return Err(bad(format!("{quant_entries} quantized tensors in the file, {used} of them match this model")));
+    if matched != quant_entries {
+        return Err(bad(format!("{quant_entries} quantized matrices in the file, {matched} of them match this model")));
     }
     for (name, p) in model.named_parameters() {
         let view = st.tensor(&name).map_err(|e| bad(format!("missing {name}: {e}")))?;
