@@ -195,6 +195,25 @@ fn matmul_t<T: Elem>(
         }
     };
     let run = |c: &mut [T], a0: usize, b0: usize, par: Parallelism| run_k(c, a0, b0, (0, k), acc, par);
+    #[cfg(target_arch = "x86_64")]
+    if (2..=super::skinny::SKINNY_MAX_M).contains(&m)
+        && oa.len() == 1
+        && acs == 1
+        && brs == 1
+        && bcs >= k as isize
+        && ars >= k as isize
+        && super::skinny::available()
+    {
+        // A few rows against a row-major weight (a batched decoding step): the unpacked
+        // register-tiled dot products of `skinny.rs`. The reach check above keeps every row
+        // a[oa + i·ars..][..k] and w[ob + j·bcs..][..k] in bounds.
+        let (xf, wf) = (f32::vec_of(a), f32::vec_of(b));
+        if let (Some(xf), Some(wf), Some(o)) = (xf, wf, (&mut out as &mut dyn std::any::Any).downcast_mut::<Vec<f32>>())
+        {
+            super::skinny::skinny_t(o, &xf[oa[0]..], ars as usize, m, &wf[ob[0]..], bcs as usize, k, acc);
+            return Ok(T::wrap(out));
+        }
+    }
     if m == 1 && oa.len() == 1 && acs == 1 && brs == 1 && bcs >= k as isize {
         // One row against a row-major weight: the memory-bound matrix–vector product.
         // The reach check above keeps a[oa..oa + k] and every weight row w[ob + j·bcs..][..k] in bounds.
@@ -293,6 +312,29 @@ mod tests {
 
     /// `matmul_bias` (the bias pre-filled, the GEMM accumulating onto it) equals the product plus
     /// the broadcast bias under every plan, split-K included (bias in the first part only).
+    #[test]
+    /// A few rows against a row-major weight (`Linear` while decoding a small batch) take the
+    /// unpacked skinny kernel: with a bias and a padded activation row stride, against f64.
+    fn skinny_rows_match_naive() -> kiln_core::Result<()> {
+        use kiln_core::{DType, Tensor};
+        let dev = crate::cpu();
+        for (m, k, n) in [(2, 9, 5), (7, 100, 37), (24, 576, 70)] {
+            let x = Tensor::randn(&[m, k + 3], 0.0, 1.0, DType::F32, 6, &dev)?.narrow(1, 1, k)?;
+            let w = Tensor::randn(&[n, k], 0.0, 1.0, DType::F32, 7, &dev)?;
+            let b = Tensor::randn(&[n], 0.0, 1.0, DType::F32, 8, &dev)?;
+            let got = x.linear(&w, Some(&b))?.to_vec::<f32>()?;
+            let (xv, wv, bv) = (x.contiguous()?.to_vec::<f32>()?, w.to_vec::<f32>()?, b.to_vec::<f32>()?);
+            for r in 0..m {
+                for j in 0..n {
+                    let want = bv[j] as f64 + (0..k).map(|q| xv[r * k + q] as f64 * wv[j * k + q] as f64).sum::<f64>();
+                    let g = got[r * n + j] as f64;
+                    assert!((g - want).abs() < 1e-4 * (1.0 + want.abs()), "({m},{k},{n}) [{r},{j}]: {g} vs {want}");
+                }
+            }
+        }
+        Ok(())
+    }
+
     #[test]
     fn bias_under_every_plan() -> kiln_core::Result<()> {
         use kiln_core::{DType, Tensor};

@@ -17,6 +17,8 @@ mod reduce;
 mod rms_norm;
 mod rope;
 mod rows;
+#[cfg(target_arch = "x86_64")]
+mod skinny;
 mod softmax;
 pub(crate) mod strided;
 mod tile_gemm;
