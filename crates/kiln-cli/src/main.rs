@@ -354,6 +354,14 @@ enum BenchCmd {
         /// Tokens per KV-cache block.
         #[arg(long, default_value_t = 16)]
         block_size: usize,
+        /// Then run the same load over HTTP against kiln's server, started in this process on
+        /// an ephemeral port (streaming /v1/completions).
+        #[arg(long)]
+        http: bool,
+        /// Only run the load over HTTP, against this OpenAI-compatible server
+        /// (`http://host:port`; `--model` still gives the vocabulary size for the prompt ids).
+        #[arg(long, conflicts_with = "http")]
+        url: Option<String>,
     },
     /// Matmul GFLOP/s on transformer shapes vs numpy/OpenBLAS and the FMA peak.
     Gemm {
@@ -766,7 +774,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let args = bench::generate::GenerateBench { model, prompt, decode, threads, no_llama, repeats, quantize };
             bench::generate::run(&args, &cpu_only(spec, "bench generate")?)?;
         }
-        Cmd::Bench { what: BenchCmd::Serve { model, clients, requests, prompt, max_tokens, kv_dtype, block_size } } => {
+        Cmd::Bench {
+            what: BenchCmd::Serve { model, clients, requests, prompt, max_tokens, kv_dtype, block_size, http, url },
+        } => {
             let args = bench::serve::ServeBench {
                 model,
                 clients,
@@ -775,6 +785,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 max_tokens,
                 kv_dtype: kv_dtype.into(),
                 block_size,
+                http,
+                url,
             };
             bench::serve::run(&args, &cpu_only(spec, "bench serve")?)?;
         }

@@ -52,6 +52,25 @@ fn train_resume_generate() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("to INT4-G64 (embeddings/head W8A8)"));
     let o = kiln(&["generate", "--run", &q, "--prompt", "the ", "--max-new-tokens", "8", "--seed", "3"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // the serving benchmark on it, in-process and over HTTP (kiln's server on an ephemeral port)
+    let o = kiln(&[
+        "bench",
+        "serve",
+        "--model",
+        &q,
+        "--clients",
+        "2",
+        "--requests",
+        "1",
+        "--prompt",
+        "4",
+        "--max-tokens",
+        "5",
+        "--http",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("over HTTP") && s.contains("| 2 | 2 | 0 | 10 |"), "{s}");
     let o = kiln(&["quantize", "--run", &out_s, "--type", "int3", "--out", &q]);
     assert!(!o.status.success() && stderr(&o).contains("int4-g128"), "{}", stderr(&o));
     // kiln inspect on the run: logit lens table, one heatmap per layer, a probe table.

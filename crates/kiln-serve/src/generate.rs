@@ -38,6 +38,8 @@ struct Prepared {
     logprobs: Option<usize>,
     /// Completions with `echo` and `logprobs`: score the prompt too.
     prompt_logprobs: Option<usize>,
+    /// Generate past end-of-sequence tokens.
+    ignore_eos: bool,
 }
 
 fn body_error(r: BytesRejection) -> ApiError {
@@ -169,6 +171,7 @@ fn prepare(app: &AppState, endpoint: Endpoint, body: &[u8]) -> Result<Prepared, 
         stop: common.stop,
         stream: common.stream,
         include_usage: common.include_usage,
+        ignore_eos: common.ignore_eos,
     })
 }
 
@@ -198,6 +201,7 @@ async fn run(app: AppState, p: Prepared) -> Result<Response, ApiError> {
             logprobs: p.logprobs,
             prompt_logprobs: p.prompt_logprobs,
             constraint: p.constraint.clone(),
+            ignore_eos: p.ignore_eos,
         })?;
     }
     drop(tx);

@@ -7,7 +7,8 @@
 //!   [`ServeOptions::default_max_tokens`]), `temperature` (0–2; 0 is greedy), `top_p`,
 //!   `top_k` (an extension; 0 or -1 for all tokens), `presence_penalty` and `frequency_penalty`
 //!   (−2…2), `repetition_penalty` and `min_p` (extensions, as in vLLM), `seed`, `stop` (a
-//!   string or a list),
+//!   string or a list), `ignore_eos` (vLLM's benchmark extension: generate through the
+//!   model's end-of-sequence tokens),
 //!   `stream`, `stream_options.include_usage`, `echo`; `n` must be 1.
 //! - `POST /v1/chat/completions`: `messages` (`role` and `content`: a string or text parts),
 //!   rendered with the model's chat template, or [`default_chat_prompt`] (`<|role|>\ncontent\n`

@@ -109,6 +109,9 @@ pub struct Common {
     pub include_usage: bool,
     /// Choices to generate (`n`).
     pub n: usize,
+    /// `ignore_eos` (vLLM's extension, for benchmarks): keep generating past the model's
+    /// end-of-sequence tokens until `max_tokens` or a stop string.
+    pub ignore_eos: bool,
 }
 
 /// Most choices a request may ask for (`n`).
@@ -261,7 +264,8 @@ pub fn common(f: &Fields, max_keys: &[&str], max_tokens_limit: usize) -> Result<
         frequency_penalty,
         seed,
     };
-    Ok(Common { max_tokens, sampler, stop, stream, include_usage, n: n as usize })
+    let ignore_eos = f.bool("ignore_eos")?.unwrap_or(false);
+    Ok(Common { max_tokens, sampler, stop, stream, include_usage, n: n as usize, ignore_eos })
 }
 
 /// Features of the API this server does not implement: asking for them is a 400, not a silent

@@ -92,6 +92,8 @@ pub struct Job {
     pub prompt_logprobs: Option<usize>,
     /// `response_format` as a regex over the completion (constrained decoding).
     pub constraint: Option<Arc<RegexConstraint>>,
+    /// Generate past the model's end-of-sequence tokens (`ignore_eos`).
+    pub ignore_eos: bool,
 }
 
 /// The model and what the worker needs to turn tokens into text.
@@ -237,7 +239,7 @@ impl Worker {
             prompt: job.prompt.clone(),
             max_new: job.max_tokens,
             sampler: job.sampler,
-            stop: self.stop_tokens.clone(),
+            stop: if job.ignore_eos { vec![] } else { self.stop_tokens.clone() },
             constraint: job.constraint.clone(),
             logprobs: job.logprobs,
             prompt_logprobs: job.prompt_logprobs,
@@ -309,7 +311,7 @@ impl Worker {
                     let Some(a) = active.get_mut(&id) else { continue };
                     a.n += 1;
                     self.metrics.generated_tokens.fetch_add(1, Ordering::Relaxed);
-                    if self.stop_tokens.contains(&token) {
+                    if !a.job.ignore_eos && self.stop_tokens.contains(&token) {
                         a.stopped_by_token = true;
                         continue;
                     }

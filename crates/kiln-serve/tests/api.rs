@@ -177,6 +177,15 @@ async fn stop_strings_cut_the_text_and_never_leak_into_streams() {
     assert_eq!(s["choices"][0]["text"], upto.as_str());
     assert_eq!(s["choices"][0]["finish_reason"], "stop");
     assert_eq!(s["usage"]["completion_tokens"], upto.chars().count() + 1);
+    // `ignore_eos` (vLLM's benchmark extension) generates through it: the full greedy text.
+    let mut body = seeded("Once upon", 60);
+    body["ignore_eos"] = json!(true);
+    let (_, s) = post(&c, &format!("{base}/v1/completions"), &body).await;
+    assert_eq!(s["choices"][0]["text"], full_text.as_str());
+    assert_eq!(
+        (s["choices"][0]["finish_reason"].as_str(), s["usage"]["completion_tokens"].as_u64()),
+        (Some("length"), Some(60))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

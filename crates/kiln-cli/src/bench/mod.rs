@@ -5,6 +5,7 @@ pub mod fma;
 pub mod gemm;
 pub mod generate;
 pub mod serve;
+pub mod serve_http;
 pub mod train;
 
 /// How long to time each case.

@@ -3,7 +3,8 @@
 //! sent `--requests` requests; the engine batches whatever is in flight. `c = 1` is serving the
 //! requests one by one — the baseline the other rows are divided by, measured in the same run.
 //! The engine is the server's ([`kiln_infer::BatchEngine`]), driven in-process so the figure is
-//! the engine's, not HTTP's.
+//! the engine's, not HTTP's; `--http` then runs the same load over HTTP against kiln's server,
+//! and `--url` against any OpenAI-compatible server (`serve_http.rs`).
 
 use crate::generate;
 use anyhow::{Context, Result};
@@ -28,6 +29,10 @@ pub struct ServeBench {
     pub kv_dtype: DType,
     /// Tokens per KV block.
     pub block_size: usize,
+    /// Also run the load over HTTP against kiln's server, started in this process.
+    pub http: bool,
+    /// Run the load over HTTP against this server instead (`http://host:port`).
+    pub url: Option<String>,
 }
 
 /// One row of the report.
@@ -46,9 +51,7 @@ fn run_clients(model: &kiln_models::gpt::Gpt, args: &ServeBench, clients: usize,
     let total = clients * args.requests;
     // Distinct prompts (no prefix-cache hits: each request pays its own prefill).
     let request = |i: usize| BatchRequest {
-        prompt: (0..args.prompt as u64)
-            .map(|j| ((i as u64 * 7919 + j * 104_729 + 17) % (vocab - 1) + 1) as u32)
-            .collect(),
+        prompt: super::serve_http::prompt_ids(i, args.prompt, vocab as usize),
         max_new: args.max_tokens,
         sampler: Sampler { temperature: 0.0, ..Sampler::default() },
         stop: vec![],
@@ -103,6 +106,21 @@ pub fn run(args: &ServeBench, device: &Device) -> Result<()> {
     let m = generate::load_model(&path, device).with_context(|| format!("loading {}", path.display()))?;
     let ctx = m.model.cfg.n_positions;
     anyhow::ensure!(args.prompt + args.max_tokens < ctx, "prompt + max tokens exceed the context of {ctx}");
+    let load = |url: String, model: String| super::serve_http::HttpLoad {
+        url,
+        model,
+        vocab: m.model.cfg.vocab_size,
+        clients: args.clients.clone(),
+        requests: args.requests,
+        prompt: args.prompt,
+        max_tokens: args.max_tokens,
+    };
+    if let Some(url) = &args.url {
+        let url = url.trim_end_matches('/').to_string();
+        let rt = runtime()?;
+        let name = super::serve_http::first_model(&rt, &url)?;
+        return super::serve_http::run(&rt, &load(url, name));
+    }
     println!(
         "kiln bench serve: {} — {} requests per client, prompt {} tokens, {} generated each, KV {}, {} threads",
         path.display(),
@@ -136,5 +154,42 @@ pub fn run(args: &ServeBench, device: &Device) -> Result<()> {
             r.latency
         );
     }
+    if args.http {
+        let maxc = args.clients.iter().copied().max().unwrap_or(1);
+        let opts = kiln_serve::ServeOptions {
+            max_num_seqs: maxc,
+            queue_len: maxc,
+            kv_blocks: (args.prompt + args.max_tokens).div_ceil(args.block_size) * maxc,
+            block_size: args.block_size,
+            kv_dtype: args.kv_dtype,
+            prefix_caching: false,
+            max_tokens_limit: args.max_tokens.max(16),
+            ..Default::default()
+        };
+        let rt = runtime()?;
+        let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).context("binding 127.0.0.1:0")?;
+        let url = format!("http://{}", listener.local_addr().context("reading the bound address")?);
+        let http = load(url, "bench".into());
+        let served = kiln_serve::ServedModel {
+            name: "bench".into(),
+            model: m.model,
+            tok: m.tok,
+            chat: m.chat,
+            stop: m.stop,
+            bos: m.bos,
+        };
+        opts.validate()?;
+        rt.spawn(async move {
+            if let Err(e) = kiln_serve::serve(listener, served, opts).await {
+                eprintln!("kiln bench serve: the server stopped: {e}");
+            }
+        });
+        super::serve_http::run(&rt, &http)?;
+    }
     Ok(())
+}
+
+/// A multi-threaded tokio runtime for the HTTP rows (client and, with `--http`, server).
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("building the tokio runtime")
 }
