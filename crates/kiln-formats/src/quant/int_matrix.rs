@@ -21,7 +21,7 @@
 //! element `j` low and `j + 16` high), so the Q4_1 block kernel serves. The AVX2 kernels
 //! (`int_avx2.rs`) are chosen at run time; the scalar references here compute the same sums.
 
-use super::matrix::split_rows_t;
+use super::matrix::{check_matmul_t, split_rows_t};
 use super::vec_dot::Q8Row;
 use super::QK;
 use crate::{FormatError, Result};
@@ -489,13 +489,7 @@ impl QuantMatrix for IntMatrix {
 
     fn matmul_t(&self, x: &[f32], m: usize, out: &mut [f32]) -> kiln_core::Result<()> {
         let (rows, cols) = (self.rows, self.cols);
-        if x.len() != m * cols || out.len() != m * rows {
-            return Err(kiln_core::Error::ShapeMismatch {
-                op: "IntMatrix::matmul_t",
-                lhs: vec![x.len() / cols.max(1), cols],
-                rhs: vec![rows, cols],
-            });
-        }
+        check_matmul_t("IntMatrix::matmul_t", (rows, cols), x.len(), m, out.len())?;
         let fast = simd();
         match (&self.scales, self.fmt) {
             (Scales::Row(s), IntFormat::W8A8) => {
@@ -511,14 +505,7 @@ impl QuantMatrix for IntMatrix {
             (Scales::Group(d), fmt) => {
                 let ng = cols / fmt.row_multiple();
                 let bpg = fmt.row_multiple() / QK;
-                let xq: Vec<Q8Row> = x
-                    .chunks_exact(cols)
-                    .map(|r| {
-                        let mut q = Q8Row::default();
-                        q.quantize_from(r);
-                        q
-                    })
-                    .collect();
+                let xq = Q8Row::rows(x, cols);
                 // Σ over each group's activation blocks of d·Σq: what the group minimum multiplies
                 let gsums: Vec<Vec<f32>> =
                     xq.iter().map(|q| q.s.chunks_exact(bpg).map(|s| s.iter().sum()).collect()).collect();

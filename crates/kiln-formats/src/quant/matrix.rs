@@ -160,6 +160,24 @@ fn transpose_into(src: &[f32], rows: usize, m: usize, out: &mut [f32]) {
     }
 }
 
+/// Checks the operands of `out (m, rows) = x (m, cols) · Wᵀ`.
+pub(super) fn check_matmul_t(
+    op: &'static str,
+    (rows, cols): (usize, usize),
+    x_len: usize,
+    m: usize,
+    out_len: usize,
+) -> kiln_core::Result<()> {
+    if x_len != m * cols || out_len != m * rows {
+        return Err(kiln_core::Error::ShapeMismatch {
+            op,
+            lhs: vec![x_len / cols.max(1), cols],
+            rhs: vec![rows, cols],
+        });
+    }
+    Ok(())
+}
+
 /// Weight rows per parallel task of a product: two tasks per thread (fork/join costs
 /// microseconds, a decoding product takes tens), a multiple of 4 (the kernels' row tile), at
 /// least 16 rows.
@@ -206,26 +224,13 @@ impl QuantMatrix for QMatrix {
 
     fn matmul_t(&self, x: &[f32], m: usize, out: &mut [f32]) -> kiln_core::Result<()> {
         let (rows, cols) = (self.rows, self.cols);
-        if x.len() != m * cols || out.len() != m * rows {
-            return Err(kiln_core::Error::ShapeMismatch {
-                op: "QMatrix::matmul_t",
-                lhs: vec![x.len() / cols.max(1), cols],
-                rhs: vec![rows, cols],
-            });
-        }
+        check_matmul_t("QMatrix::matmul_t", (rows, cols), x.len(), m, out.len())?;
         if m == 0 {
             return Ok(());
         }
         if has_int_kernel(self.ty) {
             // activations quantized once; each weight row streamed once and dotted with all m rows
-            let xq: Vec<Q8Row> = x
-                .chunks_exact(cols)
-                .map(|r| {
-                    let mut q = Q8Row::default();
-                    q.quantize_from(r);
-                    q
-                })
-                .collect();
+            let xq = Q8Row::rows(x, cols);
             let rb = self.row_bytes;
             let ok = split_rows_t(rows, m, out, |r0, chunk| {
                 dot_rows(self.ty, &self.data[r0 * rb..(r0 + chunk.len() / m) * rb], &xq, chunk)

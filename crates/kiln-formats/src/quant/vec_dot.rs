@@ -61,6 +61,17 @@ impl Q8Row {
         }
     }
 
+    /// Every `cols`-long row of `x` (row-major) quantized: a product's activations.
+    pub fn rows(x: &[f32], cols: usize) -> Vec<Q8Row> {
+        x.chunks_exact(cols.max(1))
+            .map(|r| {
+                let mut q = Q8Row::default();
+                q.quantize_from(r);
+                q
+            })
+            .collect()
+    }
+
     /// Number of blocks.
     pub fn blocks(&self) -> usize {
         self.d.len()
