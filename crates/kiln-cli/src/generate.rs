@@ -14,6 +14,9 @@ use std::path::Path;
 /// The weights file of a run directory written by `kiln quantize`.
 pub const QUANTIZED_FILE: &str = "quantized.safetensors";
 
+/// A Hugging Face tokenizer config: chat template and special tokens.
+pub const TOKENIZER_CONFIG: &str = "tokenizer_config.json";
+
 /// Whether `dir` is a kiln run directory (`kiln train --out`, or `kiln quantize --out`).
 pub fn is_run_dir(dir: &Path) -> bool {
     dir.join("tokenizer.json").is_file()
@@ -132,12 +135,15 @@ pub fn load_model(path: &Path, device: &Device) -> Result<Loaded> {
         return load_gguf(&g, path, device);
     }
     anyhow::ensure!(path.is_dir(), "{}: not a .gguf file or a checkpoint directory", path.display());
-    if is_run_dir(path) {
-        let (model, tok) = load_run(path, device)?;
-        return Ok(Loaded { model, tok, chat: None, stop: Vec::new(), bos: None });
-    }
-    let (model, tok) = load_hf(path, device)?;
-    let cfg_path = path.join("tokenizer_config.json");
+    let (model, tok) = if is_run_dir(path) { load_run(path, device)? } else { load_hf(path, device)? };
+    let (chat, stop) = chat_settings(path, &tok)?;
+    Ok(Loaded { model, tok, chat, stop, bos: None })
+}
+
+/// The chat template and end-of-sequence token of `dir`'s `tokenizer_config.json` (a Hugging
+/// Face checkpoint's, or one `kiln quantize --model` copied into a run), if it has one.
+fn chat_settings(dir: &Path, tok: &Tokenizer) -> Result<(Option<ChatTemplate>, Vec<u32>)> {
+    let cfg_path = dir.join(TOKENIZER_CONFIG);
     let (mut chat, mut stop) = (None, Vec::new());
     if let Ok(text) = std::fs::read_to_string(&cfg_path) {
         let v: serde_json::Value =
@@ -156,7 +162,7 @@ pub fn load_model(path: &Path, device: &Device) -> Result<Loaded> {
             }
         }
     }
-    Ok(Loaded { model, tok, chat, stop, bos: None })
+    Ok((chat, stop))
 }
 
 /// How `kiln generate` picks tokens.

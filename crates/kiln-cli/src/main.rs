@@ -242,6 +242,10 @@ enum Cmd {
         /// Run directory written by `kiln train`.
         #[arg(long, default_value = "runs/default")]
         run: std::path::PathBuf,
+        /// A Hugging Face checkpoint directory to quantize instead of `--run` (GPT-2,
+        /// LLaMA/Mistral; its tokenizer, chat template and end-of-sequence token are kept).
+        #[arg(long, conflicts_with = "gptq")]
+        model: Option<std::path::PathBuf>,
         /// Format: q8_0, q4_1, q4_0 (ggml 32-blocks), w8a16, w8a8 (int8 per output channel;
         /// activations f32 / int8 per token), int4-g32, int4-g64, int4-g128 (int4 with an f16
         /// scale and minimum per group).
@@ -546,9 +550,18 @@ struct Gptq {
     damp: f64,
 }
 
-/// `kiln quantize`: a trained run's weights quantized into a new run directory.
+/// What `kiln quantize` reads.
+enum QuantSource<'a> {
+    /// A kiln run directory.
+    Run(&'a std::path::Path),
+    /// A Hugging Face checkpoint directory.
+    Hf(&'a std::path::Path),
+}
+
+/// `kiln quantize`: a trained run's (or a Hugging Face checkpoint's) weights quantized into a
+/// new run directory.
 fn quantize(
-    run: &std::path::Path,
+    source: QuantSource,
     ty: &str,
     embed_ty: &str,
     out: &std::path::Path,
@@ -563,7 +576,17 @@ fn quantize(
     let (ty, embed_ty) = (parse("--type", ty)?, parse("--embed-type", embed_ty)?);
     anyhow::ensure!(!out.join("config.json").exists(), "{} already holds a model: choose another --out", out.display());
     let dev = kiln_cpu::cpu();
-    let (mut model, _) = generate::load_run(run, &dev)?;
+    let (mut model, tok) = match source {
+        QuantSource::Run(run) => generate::load_run(run, &dev)?,
+        QuantSource::Hf(dir) => {
+            anyhow::ensure!(
+                dir.is_dir() && !generate::is_run_dir(dir),
+                "--model {}: expected a Hugging Face checkpoint directory (a kiln run goes in --run)",
+                dir.display()
+            );
+            generate::load_hf(dir, &dev)?
+        }
+    };
     let f32_bytes: usize = model.named_parameters().iter().map(|(_, p)| p.numel() * 4).sum();
     let start = std::time::Instant::now();
     let q = match gptq {
@@ -571,6 +594,9 @@ fn quantize(
         Some(Gptq { seqs, damp }) => {
             anyhow::ensure!(seqs > 0, "--calib-seqs must be positive");
             anyhow::ensure!(damp.is_finite() && damp >= 0.0, "--damp must be a non-negative number");
+            let QuantSource::Run(run) = source else {
+                anyhow::bail!("--gptq calibrates on a kiln run's training split: use --run");
+            };
             let calib = train::calibration_batches(run, seqs, model.cfg.n_positions, &dev)?;
             let q = model.quantize_gptq(ty, embed_ty, &calib, damp)?;
             eprintln!(
@@ -582,8 +608,16 @@ fn quantize(
         }
     };
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    for f in ["config.json", "tokenizer.json"] {
-        std::fs::copy(run.join(f), out.join(f)).with_context(|| format!("copying {f}"))?;
+    // a run directory: kiln's config and tokenizer (and, from a Hugging Face checkpoint, its
+    // tokenizer_config.json: chat template and end-of-sequence token)
+    train::write_json(&out.join("config.json"), &model.cfg)?;
+    tok.save(&out.join("tokenizer.json"))?;
+    if let QuantSource::Hf(dir) = source {
+        let extra = dir.join(generate::TOKENIZER_CONFIG);
+        if extra.is_file() {
+            std::fs::copy(&extra, out.join(generate::TOKENIZER_CONFIG))
+                .with_context(|| format!("copying {}", extra.display()))?;
+        }
     }
     kiln_models::gpt::save_quantized(&model, &q, &out.join(generate::QUANTIZED_FILE))?;
     let rest: usize = model.named_parameters().iter().map(|(_, p)| p.numel() * 4).sum();
@@ -759,10 +793,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 (p.chunks * ctx) as f64 / t.elapsed().as_secs_f64()
             );
         }
-        Cmd::Quantize { run, ty, embed_type, out, gptq, calib_seqs, damp } => {
+        Cmd::Quantize { run, model, ty, embed_type, out, gptq, calib_seqs, damp } => {
             let gptq = gptq.then_some(Gptq { seqs: calib_seqs, damp });
             cpu_only(spec, "quantize")?;
-            quantize(&run, &ty, &embed_type, &out, gptq)?
+            let source = match &model {
+                Some(dir) => QuantSource::Hf(dir),
+                None => QuantSource::Run(&run),
+            };
+            quantize(source, &ty, &embed_type, &out, gptq)?
         }
         Cmd::Convert { from, to, to_format } => convert::run(&from, &to, to_format, &cpu_only(spec, "convert")?)?,
         Cmd::Info => {

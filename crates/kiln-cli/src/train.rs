@@ -100,7 +100,7 @@ pub struct TrainArgs {
     pub precision: Option<kiln_train::Precision>,
 }
 
-fn write_json(path: &Path, v: &impl serde::Serialize) -> Result<()> {
+pub(crate) fn write_json(path: &Path, v: &impl serde::Serialize) -> Result<()> {
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, serde_json::to_string_pretty(v)?).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))

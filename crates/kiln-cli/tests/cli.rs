@@ -211,4 +211,28 @@ fn convert_gguf_to_hf_writes_every_weight() {
     let (a, b) = (gen(g), gen(o));
     assert!(a.contains("Paris"), "{a}");
     assert_eq!(a, b);
+    // `kiln quantize --model` on the Hugging Face directory: a run that keeps the chat template
+    // and the end-of-sequence token (the chat answer ends by itself, well before 40 tokens)
+    let q = dir.path().join("int4");
+    let qs = q.to_str().unwrap();
+    let r = kiln(&["quantize", "--model", o, "--type", "int4-g64", "--out", qs]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(q.join("tokenizer_config.json").exists());
+    let r = kiln(&[
+        "generate",
+        "--model",
+        qs,
+        "--chat",
+        "--prompt",
+        "What is the capital of France?",
+        "--max-new-tokens",
+        "40",
+        "--temperature",
+        "0",
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let answer = String::from_utf8_lossy(&r.stdout);
+    assert!(answer.contains("Paris") && answer.len() < 120, "{answer}");
+    let r = kiln(&["quantize", "--model", qs, "--type", "w8a8", "--out", &dir.path().join("x").display().to_string()]);
+    assert!(!r.status.success() && stderr(&r).contains("--run"), "{}", stderr(&r));
 }

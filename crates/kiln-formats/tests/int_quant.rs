@@ -221,6 +221,7 @@ fn stored_tensors_round_trip_and_are_checked() {
         "96 is not a multiple of 128"
     );
     assert!(IntMatrix::quantize(IntFormat::W8A8, 2, 3, &[0.0; 5]).is_err());
+    assert!(IntMatrix::quantize(IntFormat::Int4 { group: 96 }, 1, 96, &[0.0; 96]).is_err(), "not a stored group size");
     assert!(IntMatrix::quantize(IntFormat::W8A16, 1, 2, &[f32::NAN, 0.0]).is_err());
     let z = IntMatrix::quantize(IntFormat::W8A8, 2, 40, &[0.0; 80]).unwrap();
     let mut out = [1f32; 2];

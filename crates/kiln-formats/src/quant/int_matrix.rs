@@ -175,6 +175,11 @@ impl IntMatrix {
     }
 
     fn check_shape(fmt: IntFormat, rows: usize, cols: usize, n: usize) -> Result<()> {
+        if let IntFormat::Int4 { group } = fmt {
+            if !INT4_GROUPS.contains(&group) {
+                return Err(bad(fmt, format!("group size {group}: kiln stores groups of {INT4_GROUPS:?}")));
+            }
+        }
         if cols == 0 || rows.checked_mul(cols) != Some(n) {
             return Err(bad(fmt, format!("{n} values for a {rows}×{cols} matrix")));
         }
