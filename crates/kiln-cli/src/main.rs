@@ -7,6 +7,7 @@ mod embed;
 mod generate;
 mod inspect;
 mod plot;
+mod quantize;
 mod train;
 
 use anyhow::Context;
@@ -244,7 +245,7 @@ enum Cmd {
         run: std::path::PathBuf,
         /// A Hugging Face checkpoint directory to quantize instead of `--run` (GPT-2,
         /// LLaMA/Mistral; its tokenizer, chat template and end-of-sequence token are kept).
-        #[arg(long, conflicts_with = "gptq")]
+        #[arg(long)]
         model: Option<std::path::PathBuf>,
         /// Format: q8_0, q4_1, q4_0 (ggml 32-blocks), w8a16, w8a8 (int8 per output channel;
         /// activations f32 / int8 per token), int4-g32, int4-g64, int4-g128 (int4 with an f16
@@ -262,9 +263,14 @@ enum Cmd {
         /// the run's training split) instead of rounding to nearest.
         #[arg(long)]
         gptq: bool,
-        /// GPTQ: calibration windows (of the model's context length).
+        /// GPTQ: calibration windows (of the model's context length; from a text file, at
+        /// most 512 tokens).
         #[arg(long, default_value_t = 128)]
         calib_seqs: usize,
+        /// GPTQ: calibrate on windows of this text file (required with --model; a run
+        /// calibrates on its training split otherwise).
+        #[arg(long)]
+        calib_file: Option<std::path::PathBuf>,
         /// GPTQ: dampening, as a fraction of the Hessian's mean diagonal.
         #[arg(long, default_value_t = 0.01)]
         damp: f64,
@@ -544,97 +550,6 @@ fn main() {
     }
 }
 
-/// GPTQ settings of `kiln quantize`.
-struct Gptq {
-    seqs: usize,
-    damp: f64,
-}
-
-/// What `kiln quantize` reads.
-enum QuantSource<'a> {
-    /// A kiln run directory.
-    Run(&'a std::path::Path),
-    /// A Hugging Face checkpoint directory.
-    Hf(&'a std::path::Path),
-}
-
-/// `kiln quantize`: a trained run's (or a Hugging Face checkpoint's) weights quantized into a
-/// new run directory.
-fn quantize(
-    source: QuantSource,
-    ty: &str,
-    embed_ty: &str,
-    out: &std::path::Path,
-    gptq: Option<Gptq>,
-) -> anyhow::Result<()> {
-    use kiln_core::Module;
-    use kiln_formats::quant::WeightFormat;
-    let parse = |flag: &str, name: &str| {
-        WeightFormat::from_name(name)
-            .with_context(|| format!("{flag} {name:?}: expected one of {}", WeightFormat::NAMES))
-    };
-    let (ty, embed_ty) = (parse("--type", ty)?, parse("--embed-type", embed_ty)?);
-    anyhow::ensure!(!out.join("config.json").exists(), "{} already holds a model: choose another --out", out.display());
-    let dev = kiln_cpu::cpu();
-    let (mut model, tok) = match source {
-        QuantSource::Run(run) => generate::load_run(run, &dev)?,
-        QuantSource::Hf(dir) => {
-            anyhow::ensure!(
-                dir.is_dir() && !generate::is_run_dir(dir),
-                "--model {}: expected a Hugging Face checkpoint directory (a kiln run goes in --run)",
-                dir.display()
-            );
-            generate::load_hf(dir, &dev)?
-        }
-    };
-    let f32_bytes: usize = model.named_parameters().iter().map(|(_, p)| p.numel() * 4).sum();
-    let start = std::time::Instant::now();
-    let q = match gptq {
-        None => model.quantize_weights(ty, embed_ty)?,
-        Some(Gptq { seqs, damp }) => {
-            anyhow::ensure!(seqs > 0, "--calib-seqs must be positive");
-            anyhow::ensure!(damp.is_finite() && damp >= 0.0, "--damp must be a non-negative number");
-            let QuantSource::Run(run) = source else {
-                anyhow::bail!("--gptq calibrates on a kiln run's training split: use --run");
-            };
-            let calib = train::calibration_batches(run, seqs, model.cfg.n_positions, &dev)?;
-            let q = model.quantize_gptq(ty, embed_ty, &calib, damp)?;
-            eprintln!(
-                "GPTQ: {seqs} calibration windows of {} tokens, {:.1} s",
-                model.cfg.n_positions,
-                start.elapsed().as_secs_f64()
-            );
-            q
-        }
-    };
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    // a run directory: kiln's config and tokenizer (and, from a Hugging Face checkpoint, its
-    // tokenizer_config.json: chat template and end-of-sequence token)
-    train::write_json(&out.join("config.json"), &model.cfg)?;
-    tok.save(&out.join("tokenizer.json"))?;
-    if let QuantSource::Hf(dir) = source {
-        let extra = dir.join(generate::TOKENIZER_CONFIG);
-        if extra.is_file() {
-            std::fs::copy(&extra, out.join(generate::TOKENIZER_CONFIG))
-                .with_context(|| format!("copying {}", extra.display()))?;
-        }
-    }
-    kiln_models::gpt::save_quantized(&model, &q, &out.join(generate::QUANTIZED_FILE))?;
-    let rest: usize = model.named_parameters().iter().map(|(_, p)| p.numel() * 4).sum();
-    let qbytes: usize = q.iter().map(|(_, m)| kiln_core::quant::QuantMatrix::bytes(m.as_ref())).sum();
-    println!(
-        "{} matrices to {} (embeddings/head {}): weights {:.2} MB → {:.2} MB ({} f32 parameters left: norms, biases, positions); wrote {}",
-        q.len(),
-        ty.name(),
-        embed_ty.name(),
-        f32_bytes as f64 / 1e6,
-        (qbytes + rest) as f64 / 1e6,
-        model.named_parameters().len(),
-        out.join(generate::QUANTIZED_FILE).display()
-    );
-    Ok(())
-}
-
 fn run(cli: Cli) -> anyhow::Result<()> {
     let spec = cli.device.as_str();
     match cli.cmd {
@@ -793,14 +708,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 (p.chunks * ctx) as f64 / t.elapsed().as_secs_f64()
             );
         }
-        Cmd::Quantize { run, model, ty, embed_type, out, gptq, calib_seqs, damp } => {
-            let gptq = gptq.then_some(Gptq { seqs: calib_seqs, damp });
+        Cmd::Quantize { run, model, ty, embed_type, out, gptq, calib_seqs, calib_file, damp } => {
+            let gptq = gptq.then_some(quantize::Gptq { seqs: calib_seqs, damp, file: calib_file });
             cpu_only(spec, "quantize")?;
             let source = match &model {
-                Some(dir) => QuantSource::Hf(dir),
-                None => QuantSource::Run(&run),
+                Some(dir) => quantize::QuantSource::Hf(dir),
+                None => quantize::QuantSource::Run(&run),
             };
-            quantize(source, &ty, &embed_type, &out, gptq)?
+            quantize::run(source, &ty, &embed_type, &out, gptq)?
         }
         Cmd::Convert { from, to, to_format } => convert::run(&from, &to, to_format, &cpu_only(spec, "convert")?)?,
         Cmd::Info => {

@@ -236,3 +236,45 @@ fn convert_gguf_to_hf_writes_every_weight() {
     let r = kiln(&["quantize", "--model", qs, "--type", "w8a8", "--out", &dir.path().join("x").display().to_string()]);
     assert!(!r.status.success() && stderr(&r).contains("--run"), "{}", stderr(&r));
 }
+
+/// `kiln quantize --model <hf-dir> --gptq` calibrates on windows of `--calib-file` (a Hugging
+/// Face checkpoint has no training split), and without one says so.
+#[test]
+fn quantize_hf_checkpoint_with_gptq_on_a_text_file() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kiln-models/tests/fixtures/hf_gpt2");
+    let dir = tempfile::tempdir().unwrap();
+    let hf = dir.path().join("hf");
+    std::fs::create_dir(&hf).unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(fixture.join(f), hf.join(f)).unwrap();
+    }
+    // a character tokenizer of exactly the fixture's 96-token vocabulary
+    let chars: String = (32u8..127).map(char::from).chain(['\n']).collect();
+    std::fs::write(hf.join("tokenizer.json"), serde_json::json!({ "type": "char", "chars": chars }).to_string())
+        .unwrap();
+    let text = dir.path().join("calib.txt");
+    std::fs::write(&text, "the quick brown fox jumps over the lazy dog. ".repeat(20)).unwrap();
+    let (h, t) = (hf.to_str().unwrap(), text.to_str().unwrap());
+    let out = dir.path().join("q").display().to_string();
+    let r = kiln(&[
+        "quantize",
+        "--model",
+        h,
+        "--type",
+        "int4-g32",
+        "--gptq",
+        "--calib-file",
+        t,
+        "--calib-seqs",
+        "4",
+        "--out",
+        &out,
+    ]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    assert!(stderr(&r).contains("GPTQ: 4 calibration windows of 32 tokens"), "{}", stderr(&r));
+    let r = kiln(&["generate", "--model", &out, "--prompt", "the ", "--max-new-tokens", "4", "--temperature", "0"]);
+    assert!(r.status.success(), "{}", stderr(&r));
+    let other = dir.path().join("q2").display().to_string();
+    let r = kiln(&["quantize", "--model", h, "--type", "int4-g32", "--gptq", "--out", &other]);
+    assert!(!r.status.success() && stderr(&r).contains("--calib-file"), "{}", stderr(&r));
+}

@@ -37,6 +37,13 @@ impl Gpt {
         }
         // Embeddings first, so the calibration activations flow from the quantized table.
         let mut out = self.round_to_nearest(|name| is_embedding(name).then_some(embed_ty))?;
+        for x in calib {
+            self.check_tokens(x, 0)?;
+        }
+        // Each calibration batch's input to the current block: one block forward per block and
+        // batch to observe, one more through the quantized block to advance (not a whole-model
+        // pass per block).
+        let mut xs: Vec<Tensor> = no_grad(|| calib.iter().map(|x| self.embed(x, 0, false, 0)).collect::<Result<_>>())?;
         for b in 0..self.h.len() {
             let prefix = format!("transformer.h.{b}.");
             // Observe the inputs of the block's full-precision matrices whose rows are whole
@@ -55,7 +62,7 @@ impl Gpt {
                     grams.push((name, g));
                 }
             }
-            let seen = no_grad(|| calib.iter().try_for_each(|x| self.hidden(x, None, false, 0).map(drop)));
+            let seen = no_grad(|| xs.iter().try_for_each(|x| self.block(b, x).map(drop)));
             for (name, slot) in self.weight_slots() {
                 let Slot::Linear(l) = slot else { continue };
                 // detached even when the calibration pass failed
@@ -75,6 +82,7 @@ impl Gpt {
                 out.push((name, q));
             }
             seen?;
+            xs = no_grad(|| xs.iter().map(|x| self.block(b, x)).collect::<Result<_>>())?;
         }
         Ok(out)
     }

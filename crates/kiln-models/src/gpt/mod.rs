@@ -284,8 +284,8 @@ impl Gpt {
         }
     }
 
-    /// The final hidden states (B, T, C) (after the last norm) for `tokens`; see [`Gpt::forward`].
-    pub fn hidden(&self, tokens: &Tensor, caches: Option<&mut [KvCache]>, train: bool, seed: u64) -> Result<Tensor> {
+    /// Checks that `tokens` is (B, T) and positions `offset .. offset + T` fit the context.
+    pub(super) fn check_tokens(&self, tokens: &Tensor, offset: usize) -> Result<()> {
         if tokens.rank() != 2 {
             return Err(Error::BadShape {
                 op: "Gpt::forward",
@@ -294,13 +294,43 @@ impl Gpt {
             });
         }
         let t = tokens.dims()[1];
-        let offset = caches.as_ref().and_then(|c| c.first()).map_or(0, |c| c.position());
         if offset + t > self.cfg.n_positions {
             return Err(Error::Invalid {
                 op: "Gpt::forward",
                 msg: format!("{} positions exceed the model's context of {}", offset + t, self.cfg.n_positions),
             });
         }
+        Ok(())
+    }
+
+    /// The blocks' input for `tokens` (B, T) starting at position `offset`: token embeddings
+    /// (+ learned positions), with dropout when training. (B, T, C)
+    pub(super) fn embed(&self, tokens: &Tensor, offset: usize, train: bool, seed: u64) -> Result<Tensor> {
+        let t = tokens.dims().get(1).copied().unwrap_or(0);
+        let x = self.wte.forward(tokens)?; // (B,T,C)
+        let x = match &self.wpe {
+            Some(wpe) => {
+                let pos = Tensor::from_vec((offset as i64..(offset + t) as i64).collect(), &[1, t], tokens.device())?;
+                x.add(&wpe.forward(&pos)?)?
+            }
+            None => x,
+        };
+        x.dropout(if train { self.cfg.dropout } else { 0.0 }, seed, train)
+    }
+
+    /// Block `i` at inference (no cache, no dropout): (B, T, C) → (B, T, C).
+    pub(super) fn block(&self, i: usize, x: &Tensor) -> Result<Tensor> {
+        let blk = self
+            .h
+            .get(i)
+            .ok_or_else(|| Error::Invalid { op: "Gpt::block", msg: format!("block {i} of {}", self.h.len()) })?;
+        blk.forward(x, self.rope.as_ref(), None, Dropout { p: 0.0, train: false, seed: 0 })
+    }
+
+    /// The final hidden states (B, T, C) (after the last norm) for `tokens`; see [`Gpt::forward`].
+    pub fn hidden(&self, tokens: &Tensor, caches: Option<&mut [KvCache]>, train: bool, seed: u64) -> Result<Tensor> {
+        let offset = caches.as_ref().and_then(|c| c.first()).map_or(0, |c| c.position());
+        self.check_tokens(tokens, offset)?;
         if let Some(c) = &caches {
             if c.len() != self.h.len() {
                 return Err(Error::Invalid {
@@ -309,13 +339,8 @@ impl Gpt {
                 });
             }
         }
-        let mut x = self.wte.forward(tokens)?; // (B,T,C)
-        if let Some(wpe) = &self.wpe {
-            let pos = Tensor::from_vec((offset as i64..(offset + t) as i64).collect(), &[1, t], tokens.device())?;
-            x = x.add(&wpe.forward(&pos)?)?;
-        }
+        let mut x = self.embed(tokens, offset, train, seed)?; // (B,T,C)
         let p = if train { self.cfg.dropout } else { 0.0 };
-        x = x.dropout(p, seed, train)?;
         match caches {
             Some(cs) => {
                 for (i, (blk, c)) in self.h.iter().zip(cs.iter_mut()).enumerate() {
