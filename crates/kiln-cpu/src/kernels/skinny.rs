@@ -50,7 +50,8 @@ pub(crate) fn skinny_t(c: &mut [f32], a: &[f32], lda: usize, m: usize, w: &[f32]
         return;
     }
     // (n, m): each task owns a run of weight rows and writes their m products contiguously
-    let mut ct = vec![0f32; n * m];
+    // from the buffer pool: a decoding step calls this for every projection of every layer
+    let mut ct = crate::pool::filled(n * m, 0f32);
     let threads = rayon::current_num_threads();
     let per_task = n.div_ceil(2 * threads).next_multiple_of(WR).max(WR);
     let kc = k.div_ceil(k.div_ceil(KC_MAX).max(1)).next_multiple_of(8).max(8);
@@ -88,6 +89,7 @@ pub(crate) fn skinny_t(c: &mut [f32], a: &[f32], lda: usize, m: usize, w: &[f32]
             *o = if acc { *o + v } else { v };
         }
     }
+    crate::pool::give(ct);
 }
 
 /// 4 weight rows × 3 activation rows over `k` elements: `out[r][q] = Σ_p w[r][p]·a[q][p]`.

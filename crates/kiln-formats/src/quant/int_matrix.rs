@@ -67,7 +67,9 @@ impl IntFormat {
             IntFormat::W8A8 => "W8A8",
             IntFormat::Int4 { group: 32 } => "INT4-G32",
             IntFormat::Int4 { group: 64 } => "INT4-G64",
-            IntFormat::Int4 { .. } => "INT4-G128",
+            IntFormat::Int4 { group: 128 } => "INT4-G128",
+            // a group size kiln does not store (refused by `quantize` and `from_parts`)
+            IntFormat::Int4 { .. } => "INT4",
         }
     }
 
